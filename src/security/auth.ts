@@ -1,0 +1,74 @@
+// Credential checks and registration: the rules of the contract's login and register views,
+// independent of HTTP.
+import { eq, sql } from 'drizzle-orm';
+import { users } from '../db/schema/index.js';
+import { AppError, validationError } from '../errors.js';
+import type { SecurityContext } from './context.js';
+import { createSession, type NewSession } from './sessions.js';
+import { createUser, findUser, type CreateUserInput, type UserRecord } from './datastore.js';
+import { ROLE_CITIZEN } from '../db/seed.js';
+
+export const invalidCredentials = () => new AppError(401, 'INVALID_CREDENTIALS', 'Invalid email or password');
+
+/**
+ * Checks an email/password pair. Unknown email and wrong password cost the same bcrypt work and
+ * produce the same error; whether the account is disabled or unconfirmed is only said after a
+ * correct password (and not even then in generic-responses mode).
+ */
+export async function checkCredentials(ctx: SecurityContext, email: string, password: string): Promise<UserRecord> {
+  const user = await findUser(ctx.db, { email });
+  if (!user) {
+    await ctx.passwords.dummyVerify(password);
+    throw invalidCredentials();
+  }
+  const { ok, needsRehash } = await ctx.passwords.verify(password, user.password);
+  if (!ok) throw invalidCredentials();
+  if (needsRehash) {
+    const hash = await ctx.passwords.hash(password);
+    await ctx.db.update(users).set({ password: hash }).where(eq(users.id, user.id));
+  }
+  const generic = ctx.config.SECURITY_RETURN_GENERIC_RESPONSES;
+  if (!user.active) throw generic ? invalidCredentials() : new AppError(403, 'ACCOUNT_DISABLED', 'This account is disabled');
+  if (ctx.config.SECURITY_CONFIRMABLE && !user.confirmedAt) {
+    throw generic ? invalidCredentials() : new AppError(403, 'CONFIRMATION_REQUIRED', 'Confirm your email address before logging in');
+  }
+  return user;
+}
+
+export interface ClientInfo { ip: string | null; userAgent: string | null }
+
+/** Opens a session for an authenticated user and records the login (trackable) atomically. */
+export async function startSession(ctx: SecurityContext, user: UserRecord, client: ClientInfo): Promise<NewSession & { user: UserRecord }> {
+  const now = ctx.clock.now();
+  const created = await ctx.db.transaction(async (tx) => {
+    if (ctx.config.SECURITY_TRACKABLE) {
+      await tx.update(users).set({
+        lastLoginAt: sql`${users.currentLoginAt}`,
+        lastLoginIp: sql`${users.currentLoginIp}`,
+        currentLoginAt: now,
+        currentLoginIp: client.ip,
+        loginCount: sql`${users.loginCount} + 1`,
+      }).where(eq(users.id, user.id));
+    }
+    return createSession(ctx, { userId: user.id, ip: client.ip, userAgent: client.userAgent, fsPaa: now }, tx);
+  });
+  const fresh = ctx.config.SECURITY_TRACKABLE ? (await findUser(ctx.db, { id: user.id }))! : user;
+  return { ...created, user: fresh };
+}
+
+export type RegisterInput = Omit<CreateUserInput, 'roles' | 'active' | 'confirmedAt' | 'departmentId'>;
+
+/** Policy messages for a new password, keyed for the envelope's `fields`. */
+export function checkPasswordPolicy(ctx: SecurityContext, field: string, password: string, email?: string): void {
+  const problems = ctx.passwords.validate(password, { email });
+  if (problems.length) throw validationError({ [field]: problems });
+}
+
+export async function registerUser(ctx: SecurityContext, input: RegisterInput): Promise<UserRecord> {
+  checkPasswordPolicy(ctx, 'password', input.password, input.email);
+  return createUser(ctx, {
+    ...input,
+    roles: [ROLE_CITIZEN],
+    confirmedAt: null,
+  });
+}

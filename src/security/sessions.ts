@@ -1,0 +1,180 @@
+// Server-side sessions: one row per login. Access tokens, the session cookie and the refresh token
+// all name a session, so revoking the row kills all three at once, on every instance.
+import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import { randomUUID } from 'node:crypto';
+import { sessions, users, type SessionRow } from '../db/schema/index.js';
+import { AppError } from '../errors.js';
+import type { SecurityContext } from './context.js';
+import { findUser, type UserRecord } from './datastore.js';
+import { deriveKey, makeRefreshToken, parseRefreshToken, randomToken, refreshMac, safeEqual, sha256 } from './tokens.js';
+
+type Tx = Parameters<Parameters<SecurityContext['db']['transaction']>[0]>[0];
+
+export interface AuthState {
+  user: UserRecord;
+  session: SessionRow;
+}
+
+/** last_used_at is written at most this often per session: sliding expiry without a write per request. */
+const TOUCH_INTERVAL_MS = 60_000;
+
+const refreshKeys = new WeakMap<object, Buffer[]>();
+function keysFor(ctx: SecurityContext): Buffer[] {
+  let keys = refreshKeys.get(ctx.config);
+  if (!keys) {
+    keys = [ctx.config.SECRET_KEY, ...ctx.config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, 'refresh-token'));
+    refreshKeys.set(ctx.config, keys);
+  }
+  return keys;
+}
+
+export interface NewSession { session: SessionRow; refreshToken: string }
+
+export async function createSession(ctx: SecurityContext, input: {
+  userId: number; ip: string | null; userAgent: string | null; fsPaa?: Date;
+}, db: SecurityContext['db'] | Tx = ctx.db): Promise<NewSession> {
+  const now = ctx.clock.now();
+  const id = randomUUID();
+  const seed = randomToken(24);
+  const refreshToken = makeRefreshToken(keysFor(ctx)[0]!, id, 0, seed);
+  const [session] = await db.insert(sessions).values({
+    id,
+    userId: input.userId,
+    createdAt: now,
+    lastUsedAt: now,
+    expiresAt: new Date(now.getTime() + ctx.config.SECURITY_REFRESH_TOKEN_MAX_AGE * 1000),
+    ip: input.ip,
+    userAgent: input.userAgent?.slice(0, 512) ?? null,
+    refreshTokenHash: sha256(refreshToken),
+    refreshGeneration: 0,
+    refreshSeed: seed,
+    csrfToken: randomToken(32),
+    fsPaa: input.fsPaa ?? now,
+  }).returning();
+  return { session: session!, refreshToken };
+}
+
+/** Why a session can no longer authenticate, or null when it is live. */
+export function sessionProblem(ctx: SecurityContext, s: SessionRow, now: Date, idleSeconds: number): 'revoked' | 'expired' | 'idle' | null {
+  if (s.revokedAt) return 'revoked';
+  if (s.expiresAt.getTime() <= now.getTime()) return 'expired';
+  if (s.lastUsedAt.getTime() + idleSeconds * 1000 <= now.getTime()) return 'idle';
+  return null;
+}
+
+/**
+ * The per-request lookup: the session and its user, with roles and permissions as they are now.
+ * One round trip. Returns null when the session does not exist.
+ */
+export async function loadAuthState(ctx: SecurityContext, sessionId: string): Promise<AuthState | null> {
+  const rows = await ctx.db.select({ session: sessions, userId: users.id }).from(sessions)
+    .innerJoin(users, eq(users.id, sessions.userId)).where(eq(sessions.id, sessionId)).limit(1);
+  const row = rows[0];
+  if (!row) return null;
+  const user = await findUser(ctx.db, { id: row.userId });
+  return user ? { user, session: row.session } : null;
+}
+
+/** Slides last_used_at, at most once a minute per session. */
+export async function touchSession(ctx: SecurityContext, s: SessionRow): Promise<void> {
+  const now = ctx.clock.now();
+  if (now.getTime() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_MS) return;
+  await ctx.db.update(sessions).set({ lastUsedAt: now }).where(and(eq(sessions.id, s.id), isNull(sessions.revokedAt)));
+}
+
+export async function revokeSession(ctx: SecurityContext, sessionId: string, reason: string): Promise<boolean> {
+  const rows = await ctx.db.update(sessions).set({ revokedAt: ctx.clock.now(), revokedReason: reason })
+    .where(and(eq(sessions.id, sessionId), isNull(sessions.revokedAt))).returning({ id: sessions.id });
+  return rows.length > 0;
+}
+
+/** Live sessions of a user, newest first. */
+export async function listSessions(ctx: SecurityContext, userId: number): Promise<SessionRow[]> {
+  const now = ctx.clock.now();
+  return ctx.db.select().from(sessions)
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), sql`${sessions.expiresAt} > ${now}`))
+    .orderBy(desc(sessions.createdAt));
+}
+
+/** Revokes one of the user's own sessions; someone else's session id is "not found". */
+export async function revokeOwnSession(ctx: SecurityContext, userId: number, sessionId: string): Promise<boolean> {
+  const rows = await ctx.db.update(sessions).set({ revokedAt: ctx.clock.now(), revokedReason: 'logout' })
+    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isNull(sessions.revokedAt))).returning({ id: sessions.id });
+  return rows.length > 0;
+}
+
+export type RefreshFailure = 'invalid' | 'expired' | 'idle' | 'revoked' | 'reused';
+
+export function refreshError(reason: RefreshFailure): AppError {
+  const messages: Record<RefreshFailure, string> = {
+    invalid: 'The refresh token is invalid',
+    expired: 'The session has expired; log in again',
+    idle: 'The session was idle for too long; log in again',
+    revoked: 'The session has been revoked; log in again',
+    reused: 'The refresh token was already used; the session has been revoked',
+  };
+  return new AppError(401, 'REFRESH_TOKEN_INVALID', messages[reason], { extra: { reason } });
+}
+
+export interface RefreshResult { user: UserRecord; session: SessionRow; refreshToken: string; replay: boolean }
+
+/**
+ * Rotates a refresh token. The session row is locked, so parallel refreshes with one token are
+ * serialised: the first rotates, the others see an identical replay inside the grace window and
+ * receive the same new token. An older token outside the window is reuse: the session is revoked.
+ */
+export async function rotateRefreshToken(ctx: SecurityContext, presented: string): Promise<RefreshResult> {
+  const parsed = parseRefreshToken(presented);
+  if (!parsed) throw refreshError('invalid');
+  const now = ctx.clock.now();
+  const keys = keysFor(ctx);
+  const presentedHash = sha256(presented);
+
+  const outcome = await ctx.db.transaction(async (tx) => {
+    const [s] = await tx.select().from(sessions).where(eq(sessions.id, parsed.sessionId)).for('update');
+    if (!s) return { error: 'invalid' as const };
+    const isCurrent = safeEqual(presentedHash, s.refreshTokenHash);
+    const isPrevious = !isCurrent && s.previousRefreshHash !== null && safeEqual(presentedHash, s.previousRefreshHash);
+    const genuineOld = !isCurrent && !isPrevious && parsed.generation < s.refreshGeneration &&
+      keys.some((k) => safeEqual(refreshMac(k, s.id, parsed.generation, s.refreshSeed), parsed.mac));
+    if (!isCurrent && !isPrevious && !genuineOld) return { error: 'invalid' as const };
+    if (s.revokedAt) return { error: s.revokedReason === 'reused' ? 'reused' as const : 'revoked' as const };
+    if (s.expiresAt.getTime() <= now.getTime()) return { error: 'expired' as const };
+    if (s.lastUsedAt.getTime() + ctx.config.SECURITY_REFRESH_TOKEN_MAX_IDLE * 1000 <= now.getTime()) return { error: 'idle' as const };
+
+    if (isPrevious && s.rotatedAt && now.getTime() - s.rotatedAt.getTime() <= ctx.config.SECURITY_REFRESH_GRACE_PERIOD * 1000) {
+      return { session: s, refreshToken: makeRefreshToken(keys[0]!, s.id, s.refreshGeneration, s.refreshSeed), replay: true };
+    }
+    if (!isCurrent) {
+      await tx.update(sessions).set({ revokedAt: now, revokedReason: 'reused' }).where(eq(sessions.id, s.id));
+      return { error: 'reused' as const, userId: s.userId };
+    }
+    const generation = s.refreshGeneration + 1;
+    const refreshToken = makeRefreshToken(keys[0]!, s.id, generation, s.refreshSeed);
+    const [updated] = await tx.update(sessions).set({
+      refreshTokenHash: sha256(refreshToken),
+      previousRefreshHash: s.refreshTokenHash,
+      refreshGeneration: generation,
+      rotatedAt: now,
+      lastUsedAt: now,
+    }).where(eq(sessions.id, s.id)).returning();
+    return { session: updated!, refreshToken, replay: false };
+  });
+
+  if ('error' in outcome) throw refreshError(outcome.error!);
+  const user = await findUser(ctx.db, { id: outcome.session.userId });
+  if (!user || !user.active) throw refreshError('revoked');
+  return { user, session: outcome.session, refreshToken: outcome.refreshToken, replay: outcome.replay };
+}
+
+/** Logout by refresh token: revokes the session only when the token is its current (or just-rotated) one. */
+export async function revokeByRefreshToken(ctx: SecurityContext, presented: string): Promise<boolean> {
+  const parsed = parseRefreshToken(presented);
+  if (!parsed) return false;
+  const h = sha256(presented);
+  const rows = await ctx.db.update(sessions).set({ revokedAt: ctx.clock.now(), revokedReason: 'logout' })
+    .where(and(eq(sessions.id, parsed.sessionId), isNull(sessions.revokedAt),
+      sql`(${sessions.refreshTokenHash} = ${h} or ${sessions.previousRefreshHash} = ${h})`))
+    .returning({ id: sessions.id });
+  return rows.length > 0;
+}
