@@ -167,7 +167,6 @@ const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
     RATE_LIMIT_ENABLED: false,
   },
   production: {
-    SEED_ON_START: false,
     SECRET_KEY: '',
     SECURITY_PASSWORD_SALT: '',
     SECURITY_CONFIRMABLE: true,

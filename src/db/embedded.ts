@@ -13,6 +13,8 @@ export interface EmbeddedOptions {
   dataDir: string;
   /** durability off: for throw-away test clusters only */
   ephemeral?: boolean;
+  /** a fixed port (default: a free one) */
+  port?: number;
   log?: (line: string) => void;
 }
 
@@ -71,7 +73,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     password = randomBytes(18).toString('base64url');
   }
 
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const log = opts.log ?? (() => undefined);
   const durability = opts.ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : [];
   const pg = new EmbeddedPostgres({

@@ -43,7 +43,7 @@ export async function seed(ctx: SecurityContext, opts: { devAdmin: boolean; warn
     // Serialise concurrent seeders (several instances starting at once).
     await tx.execute(sql`select pg_advisory_xact_lock(7263001)`);
     const insertedRoles = await tx.insert(roles)
-      .values(SEEDED_ROLES.map((r) => ({ name: r.name, description: r.description, permissions: [...r.permissions] })))
+      .values(SEEDED_ROLES.map((r) => ({ name: r.name, description: r.description, permissions: [...r.permissions].sort() })))
       .onConflictDoNothing({ target: roles.name }).returning({ id: roles.id });
     result.roles = insertedRoles.length;
     for (const [county, deps] of Object.entries(SEEDED_COUNTIES)) {

@@ -7,6 +7,7 @@ import { AppError, isDatabaseUnavailable, pgError, type ErrorCode, type FieldErr
 
 interface ValidationIssue {
   keyword?: string;
+  schemaPath?: string;
   instancePath?: string;
   message?: string;
   params?: Record<string, unknown>;
@@ -47,6 +48,9 @@ export function toFieldErrors(issues: ValidationIssue[]): FieldErrors {
     } else if (issue.keyword === 'additionalProperties') {
       const extra = (p.additionalProperties ?? (p.additionalProperty ? [p.additionalProperty] : [])) as string[];
       for (const name of extra) add(join(name), 'Unknown field');
+    } else if (issue.keyword === 'boolean' && /additionalProperties$/.test(issue.schemaPath ?? '')) {
+      // TypeBox reports an unknown member twice (here and as additionalProperties); keep one message
+      continue;
     } else if (issue.keyword === 'anyOf' || issue.keyword === 'oneOf') {
       // the branch errors carry the useful message; keep a generic one only if nothing else names the field
       if (!Object.keys(fields).some((k) => k === base || k.startsWith(base + '.'))) add(base, 'Is invalid');

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# The current user, with the bearer token written by scripts/login.sh.
+. "$(dirname "$0")/lib.sh"
+call 200 GET /auth/current-user -H "$(bearer)"

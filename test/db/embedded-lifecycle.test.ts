@@ -1,0 +1,85 @@
+// A dedicated embedded PostgreSQL (not the shared test server): stopped and restarted under a running
+// app to prove /ready reports the outage and the pool recovers without a restart; and data survives.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.js';
+import { ensureDatabase } from '../../src/db/index.js';
+import { connect } from '../../src/db/client.js';
+import { runMigrations } from '../../src/db/migrate.js';
+import { seed } from '../../src/db/seed.js';
+import { buildApp, securityContext } from '../../src/app.js';
+import { testConfig } from '../../src/config.js';
+import { envelopeOf } from '../support/helper.js';
+
+describe('embedded PostgreSQL lifecycle', () => {
+  let dir: string;
+  let pg: EmbeddedDatabase | undefined;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'cs-lifecycle-'));
+    await chmod(dir, 0o755);
+  });
+  afterAll(async () => {
+    await pg?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('initialises, keeps data across a restart, and recovers a stale lock left by a crash', async () => {
+    const dataDir = path.join(dir, 'pg');
+    pg = await startEmbeddedPostgres({ dataDir, ephemeral: true });
+    await ensureDatabase(pg.url(), 'app');
+    let h = connect(pg.url('app'), { max: 1 });
+    await h.sql`create table kept (v text)`;
+    await h.sql`insert into kept values ('still here')`;
+    await h.close();
+    await pg.stop();
+
+    // A crash leaves postmaster.pid naming a process that no longer exists.
+    await writeFile(path.join(dataDir, 'postmaster.pid'), '999999\n/nonexistent\n');
+    pg = await startEmbeddedPostgres({ dataDir, ephemeral: true });
+    h = connect(pg.url('app'), { max: 1 });
+    const rows = await h.sql`select v from kept`;
+    expect(rows[0]!.v).toBe('still here');
+    await h.close();
+  });
+
+  it('GET /ready → 503 while the database is stopped, 200 again after it restarts, without an app restart', async () => {
+    const dataDir = path.join(dir, 'pg');
+    await pg!.stop();
+    pg = await startEmbeddedPostgres({ dataDir, ephemeral: true });
+    await ensureDatabase(pg.url(), 'ready');
+    const port = pg.port;
+    const db = connect(pg.url('ready'), { max: 2 });
+    await runMigrations(db.db);
+    const config = testConfig();
+    await seed(securityContext(config, { db }), { devAdmin: false });
+    const app = await buildApp(config, { db });
+    try {
+      expect((await app.inject('/ready')).statusCode).toBe(200);
+      await pg.stop();
+      const down = await app.inject('/ready');
+      expect(down.statusCode).toBe(503);
+      expect(envelopeOf(down).code).toBe('SERVICE_UNAVAILABLE');
+      expect(down.headers['retry-after']).toBeDefined();
+      // Any route that needs the database answers 503 too, never 500.
+      const login = await app.inject({ method: 'POST', url: '/login', payload: { email: 'a@example.com', password: 'whatever-pass' } });
+      expect(login.statusCode).toBe(503);
+      expect(envelopeOf(login).message).not.toMatch(/ECONN|postgres|connect/i);
+
+      // Same port: the pool's URL does not change.
+      pg = await startEmbeddedPostgres({ dataDir, ephemeral: true, port });
+      let status = 0;
+      for (let i = 0; i < 20 && status !== 200; i++) {
+        status = (await app.inject('/ready')).statusCode;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(status).toBe(200);
+    } finally {
+      await app.close();
+      await db.close();
+    }
+  });
+});
+
