@@ -58,6 +58,12 @@ export function toFieldErrors(issues: ValidationIssue[]): FieldErrors {
       add(base, friendly(issue));
     }
   }
+  // For a union (e.g. string-or-null) every branch reports; when a branch said something specific
+  // about a member, drop the bare "Must be of type …" messages the other branches added.
+  for (const [key, list] of Object.entries(fields)) {
+    const specific = list.filter((m) => !m.startsWith('Must be of type') && m !== 'Is invalid');
+    if (specific.length && specific.length < list.length) fields[key] = specific;
+  }
   return fields;
 }
 

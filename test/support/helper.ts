@@ -75,6 +75,31 @@ export async function buildTestApp(database: TestDatabase, overrides: Record<str
   };
 }
 
+/**
+ * Like buildTestApp, but `register` may add test-only routes or scopes before the app is made ready
+ * (routes can no longer be added after ready()).
+ */
+export async function buildTestAppWith(
+  database: TestDatabase,
+  overrides: Record<string, string>,
+  clock: TestClock,
+  register: (app: FastifyInstance, config: Config) => void | Promise<void>,
+): Promise<TestApp> {
+  const config = testConfig({ DATABASE_URL: database.url, ...overrides });
+  const db = connect(database.url, { max: 5 });
+  const app = await buildApp(config, { db, clock });
+  await register(app, config);
+  await app.ready();
+  const ctx = securityContext(config, { db, clock });
+  return {
+    app, ctx, config, db, clock,
+    close: async () => {
+      await app.close();
+      await db.close();
+    },
+  };
+}
+
 let counter = 0;
 /** A password that passes every policy (length, classic, common list). */
 export const GOOD_PASSWORD = 'Quiet-Harbor-93-Lantern';
