@@ -113,7 +113,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     maxAge: 600,
   });
   await app.register(openapiPlugin, { config });
-  await app.register(authenticationPlugin, { security: securityContext(config, deps) });
+  await app.register(authenticationPlugin, { security: securityContext(config, deps), dbUrl: deps.db.url });
 
   await app.register(mainRoutes);
   await app.register(authRoutes);

@@ -6,6 +6,7 @@ export type Database = PostgresJsDatabase<typeof schema>;
 export type Sql = postgres.Sql;
 
 export interface DbHandle {
+  url: string;
   sql: Sql;
   db: Database;
   close: () => Promise<void>;
@@ -21,5 +22,5 @@ export function connect(url: string, opts: { max?: number } = {}): DbHandle {
     connection: { application_name: 'county-services' },
   });
   const db = drizzle(sql, { schema });
-  return { sql, db, close: () => sql.end({ timeout: 5 }) };
+  return { url, sql, db, close: () => sql.end({ timeout: 5 }) };
 }

@@ -8,6 +8,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookH
 import { AppError, authRequired, tokenExpired, tokenInvalid } from '../errors.js';
 import type { SecurityContext } from '../security/context.js';
 import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
+import { AuthCache, startAuthListener } from '../security/auth-cache.js';
 import { deriveKey, keyId, safeEqual } from '../security/tokens.js';
 import type { SessionRow } from '../db/schema/index.js';
 import type { UserRecord } from '../security/datastore.js';
@@ -36,6 +37,17 @@ declare module 'fastify' {
     requireAuth: onRequestAsyncHookHandler;
     /** onRequest hook: authenticates when credentials are present and valid; never throws for them */
     optionalAuth: onRequestAsyncHookHandler;
+    authCache: AuthCache;
+    /**
+     * Waits until this instance's listener has seen every auth change committed before the call.
+     * Requests that change state do this automatically; call it after changing state outside a
+     * request (tests, in-process jobs).
+     */
+    authSync: () => Promise<void>;
+  }
+  interface FastifyContextConfig {
+    /** false on routes whose writes never touch authentication state (skips the cache sync) */
+    authSync?: boolean;
   }
 }
 
@@ -52,11 +64,46 @@ function bearerError(err: AppError, realm = 'county-services'): AppError {
   });
 }
 
-async function authenticationPlugin(app: FastifyInstance, opts: { security: SecurityContext }) {
+async function authenticationPlugin(app: FastifyInstance, opts: { security: SecurityContext; dbUrl: string }) {
   const ctx = opts.security;
   const { config } = ctx;
   app.decorate('security', ctx);
   app.decorateRequest('auth', null);
+
+  // Auth state cache, invalidated across instances by LISTEN/NOTIFY (see security/auth-cache.ts).
+  const cache = new AuthCache(config.AUTH_CACHE_TTL * 1000);
+  app.decorate('authCache', cache);
+  let sync = async () => undefined as void;
+  if (config.AUTH_CACHE_TTL > 0) {
+    const listener = startAuthListener(opts.dbUrl, cache, app.log);
+    sync = () => listener.sync(ctx.sql);
+    app.addHook('onClose', async () => listener.close());
+    // A request that may have changed authentication state answers only after this instance's
+    // listener has seen a marker sent after the change: by then PostgreSQL has dispatched the
+    // invalidation to every instance.
+    app.addHook('onSend', async (request, reply, payload) => {
+      if (UNSAFE.has(request.method) && reply.statusCode < 500 && request.routeOptions.config?.authSync !== false) {
+        await listener.sync(ctx.sql);
+      }
+      return payload;
+    });
+  }
+  app.decorate('authSync', () => sync());
+
+  /** The session's state, from the cache when it is live there; rejections are always decided on fresh data. */
+  async function stateFor(sessionId: string, accept: (s: AuthState) => boolean): Promise<AuthState | null> {
+    const nowMs = ctx.clock.now().getTime();
+    const cached = cache.get(sessionId, nowMs);
+    if (cached) {
+      if (accept(cached)) return cached;
+      cache.delete(sessionId);
+    }
+    const version = cache.snapshot();
+    const state = await loadAuthState(ctx, sessionId);
+    if (!state || !accept(state)) return null;
+    cache.set(sessionId, state, nowMs, version);
+    return state;
+  }
 
   const cookieKeys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, 'session-cookie').toString('base64url'));
   await app.register(cookie, { secret: cookieKeys, parseOptions: {} });
@@ -95,6 +142,8 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     } catch {
       throw tokenInvalid();
     }
+    // JSON.parse accepts `null`, which would otherwise crash the kid lookup below (a 500).
+    if (typeof header !== 'object' || header === null) throw tokenInvalid();
     const namespace = typeof header.kid === 'string' ? namespaceByKid.get(header.kid) : undefined;
     if (!namespace || header.alg !== 'HS256') throw tokenInvalid();
     let claims: AccessTokenClaims;
@@ -147,11 +196,9 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
       if (!m) throw bearerError(tokenInvalid('The Authorization header must be "Bearer <token>"'));
       try {
         const claims = verifyAccessToken(m[1]!);
-        const state = await loadAuthState(ctx, claims.sid);
-        if (!state || String(state.user.id) !== claims.sub || !safeEqual(state.user.fsUniquifier, claims.uq) ||
-          !state.user.active || sessionProblem(ctx, state.session, ctx.clock.now(), config.SECURITY_REFRESH_TOKEN_MAX_IDLE)) {
-          throw tokenInvalid('The session has ended; log in again');
-        }
+        const state = await stateFor(claims.sid, (st) => String(st.user.id) === claims.sub && safeEqual(st.user.fsUniquifier, claims.uq) &&
+          st.user.active && !sessionProblem(ctx, st.session, ctx.clock.now(), config.SECURITY_REFRESH_TOKEN_MAX_IDLE));
+        if (!state) throw tokenInvalid('The session has ended; log in again');
         void touchSession(ctx, state.session).catch(() => undefined);
         return { ...state, method: 'bearer' };
       } catch (err) {
@@ -162,10 +209,8 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     if (raw === undefined) return null;
     const unsigned = request.unsignCookie(raw);
     if (!unsigned.valid || !unsigned.value || !UUID_RE.test(unsigned.value)) throw tokenInvalid('The session cookie is invalid');
-    const state = await loadAuthState(ctx, unsigned.value);
-    if (!state || !state.user.active || sessionProblem(ctx, state.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME)) {
-      throw tokenInvalid('The session has ended; log in again');
-    }
+    const state = await stateFor(unsigned.value, (st) => st.user.active && !sessionProblem(ctx, st.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME));
+    if (!state) throw tokenInvalid('The session has ended; log in again');
     await touchSession(ctx, state.session);
     return { ...state, method: 'cookie' };
   }

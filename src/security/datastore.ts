@@ -17,8 +17,8 @@ export const newUniquifier = () => randomUUID().replace(/-/g, '') + randomUUID()
 // Drizzle prints a single-table column unqualified ("id"), which inside these subqueries would bind
 // to roles.id; name the outer column explicitly.
 const outerUserId = sql.raw('"users"."id"');
-const roleNames = sql<string[]>`coalesce((select array_agg(r.name order by r.name) from ${rolesUsers} ru join ${roles} r on r.id = ru.role_id where ru.user_id = ${outerUserId}), '{}'::text[])`;
-const permissionNames = sql<string[]>`coalesce((select array_agg(distinct p order by p) from ${rolesUsers} ru join ${roles} r on r.id = ru.role_id cross join unnest(r.permissions) p where ru.user_id = ${outerUserId}), '{}'::text[])`;
+export const roleNames = sql<string[]>`coalesce((select array_agg(r.name order by r.name) from ${rolesUsers} ru join ${roles} r on r.id = ru.role_id where ru.user_id = ${outerUserId}), '{}'::text[])`;
+export const permissionNames = sql<string[]>`coalesce((select array_agg(distinct p order by p) from ${rolesUsers} ru join ${roles} r on r.id = ru.role_id cross join unnest(r.permissions) p where ru.user_id = ${outerUserId}), '{}'::text[])`;
 
 /** Same normalisation everywhere an address is compared or stored. */
 export function normalizeEmail(email: string): string {

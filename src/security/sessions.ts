@@ -1,11 +1,11 @@
 // Server-side sessions: one row per login. Access tokens, the session cookie and the refresh token
 // all name a session, so revoking the row kills all three at once, on every instance.
-import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
 import { sessions, users, type SessionRow } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
-import { findUser, type UserRecord } from './datastore.js';
+import { findUser, permissionNames, roleNames, type UserRecord } from './datastore.js';
 import { deriveKey, makeRefreshToken, parseRefreshToken, randomToken, refreshMac, safeEqual, sha256 } from './tokens.js';
 
 type Tx = Parameters<Parameters<SecurityContext['db']['transaction']>[0]>[0];
@@ -67,18 +67,18 @@ export function sessionProblem(ctx: SecurityContext, s: SessionRow, now: Date, i
  * One round trip. Returns null when the session does not exist.
  */
 export async function loadAuthState(ctx: SecurityContext, sessionId: string): Promise<AuthState | null> {
-  const rows = await ctx.db.select({ session: sessions, userId: users.id }).from(sessions)
-    .innerJoin(users, eq(users.id, sessions.userId)).where(eq(sessions.id, sessionId)).limit(1);
+  const rows = await ctx.db.select({ session: sessions, user: users, roles: roleNames, permissions: permissionNames })
+    .from(sessions).innerJoin(users, eq(users.id, sessions.userId)).where(eq(sessions.id, sessionId)).limit(1);
   const row = rows[0];
-  if (!row) return null;
-  const user = await findUser(ctx.db, { id: row.userId });
-  return user ? { user, session: row.session } : null;
+  return row ? { session: row.session, user: { ...row.user, roles: row.roles, permissions: row.permissions } } : null;
 }
 
 /** Slides last_used_at, at most once a minute per session. */
 export async function touchSession(ctx: SecurityContext, s: SessionRow): Promise<void> {
   const now = ctx.clock.now();
   if (now.getTime() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_MS) return;
+  // A cached copy of the row is updated in place, so the cache needs no invalidation for this.
+  s.lastUsedAt = now;
   await ctx.db.update(sessions).set({ lastUsedAt: now }).where(and(eq(sessions.id, s.id), isNull(sessions.revokedAt)));
 }
 
@@ -88,11 +88,12 @@ export async function revokeSession(ctx: SecurityContext, sessionId: string, rea
   return rows.length > 0;
 }
 
-/** Live sessions of a user, newest first. */
+/** Live sessions of a user (not revoked, expired or idle past the refresh idle limit), newest first. */
 export async function listSessions(ctx: SecurityContext, userId: number): Promise<SessionRow[]> {
   const now = ctx.clock.now();
+  const idleCutoff = new Date(now.getTime() - ctx.config.SECURITY_REFRESH_TOKEN_MAX_IDLE * 1000);
   return ctx.db.select().from(sessions)
-    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), sql`${sessions.expiresAt} > ${now}`))
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now), gt(sessions.lastUsedAt, idleCutoff)))
     .orderBy(desc(sessions.createdAt));
 }
 

@@ -49,8 +49,9 @@ export default async function authRoutes(root: FastifyInstance) {
     const p = pub.withTypeProvider<TypeBoxTypeProvider>();
 
     p.post(`${prefix}/register`, {
+      config: { authSync: false },
       schema: {
-        tags: TAG, operationId: 'register', summary: 'Create an account (role Citizen)',
+        tags: TAG, security: [], operationId: 'register', summary: 'Create an account (role Citizen)',
         description: 'With SECURITY_RETURN_GENERIC_RESPONSES every well-formed request gets 202 and no account details.',
         body: RegisterBody,
         response: { 201: RegisterResponse, 202: MessageResponse, ...bodyErrors(404, 409) },
@@ -77,8 +78,9 @@ export default async function authRoutes(root: FastifyInstance) {
     });
 
     p.post(`${prefix}/login`, {
+      config: { authSync: false },
       schema: {
-        tags: TAG, operationId: 'login', summary: 'Log in with email and password',
+        tags: TAG, security: [], operationId: 'login', summary: 'Log in with email and password',
         description: 'Returns the token pair and sets the HttpOnly session cookie. Unknown email and wrong password are indistinguishable.',
         body: LoginBody,
         response: { 200: LoginResponse, ...bodyErrors(401, 403) },
@@ -91,7 +93,7 @@ export default async function authRoutes(root: FastifyInstance) {
 
     p.post(`${prefix}/refresh-token`, {
       schema: {
-        tags: TAG, operationId: 'refreshToken', summary: 'Rotate the refresh token and get a new access token',
+        tags: TAG, security: [], operationId: 'refreshToken', summary: 'Rotate the refresh token and get a new access token',
         description: 'Replaying an already-rotated token revokes the session (reason "reused"), except an identical replay within SECURITY_REFRESH_GRACE_PERIOD, which gets the same new pair.',
         body: RefreshBody,
         response: { 200: RefreshResponse, ...bodyErrors(401) },

@@ -1,0 +1,62 @@
+// The OpenAPI document proven by a real client: types generated from openapi/openapi.json by
+// openapi-typescript (npm run openapi:types, part of typecheck) drive a full journey through
+// openapi-fetch against a listening server. A contract change that breaks clients fails tsc or this test.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import createClient from 'openapi-fetch';
+import type { paths } from '../generated/api.js';
+import { buildTestApp, createTestDatabase, GOOD_PASSWORD, type TestApp, type TestDatabase } from '../support/helper.js';
+
+describe('typed client journey (openapi-typescript + openapi-fetch, real HTTP)', () => {
+  let database: TestDatabase;
+  let t: TestApp;
+  let baseUrl: string;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    t = await buildTestApp(database);
+    baseUrl = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await t.close();
+    await database.drop();
+  });
+
+  it('register → login → current user → refresh → sessions → logout', async () => {
+    const api = createClient<paths>({ baseUrl });
+    const email = 'typed-client@example.com';
+
+    const reg = await api.POST('/register', { body: { email, password: GOOD_PASSWORD, first_name: 'Typed', last_name: 'Client' } });
+    expect(reg.response.status).toBe(201);
+    expect(reg.data && 'user' in reg.data ? reg.data.user.full_name : null).toBe('Typed Client');
+
+    const login = await api.POST('/login', { body: { email, password: GOOD_PASSWORD } });
+    expect(login.response.status).toBe(200);
+    const tokens = login.data!;
+    expect(tokens.token_type).toBe('Bearer');
+    const auth = { headers: { authorization: `Bearer ${tokens.access_token}` } };
+
+    const me = await api.GET('/auth/current-user', auth);
+    expect(me.data?.status).toBe('success');
+    expect(me.data?.user.email).toBe(email);
+    expect(me.data?.user.roles).toEqual(['Citizen']);
+
+    const refreshed = await api.POST('/refresh-token', { body: { refresh_token: tokens.refresh_token } });
+    expect(refreshed.response.status).toBe(200);
+    const next = refreshed.data!;
+    expect(next.refresh_token).not.toBe(tokens.refresh_token);
+    const auth2 = { headers: { authorization: `Bearer ${next.access_token}` } };
+
+    const sessions = await api.GET('/auth/sessions', auth2);
+    expect(sessions.response.status, JSON.stringify(sessions.error)).toBe(200);
+    expect(sessions.data?.sessions.filter((s) => s.current)).toHaveLength(1);
+
+    const bad = await api.POST('/login', { body: { email, password: 'Wrong-Password-123' } });
+    expect(bad.response.status).toBe(401);
+    expect(bad.error?.code).toBe('INVALID_CREDENTIALS');
+
+    const out = await api.POST('/logout', { ...auth2, body: {} });
+    expect(out.response.status).toBe(204);
+    const after = await api.GET('/auth/current-user', auth2);
+    expect(after.response.status).toBe(401);
+    expect(after.error?.code).toBe('TOKEN_INVALID');
+  });
+});
