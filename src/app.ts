@@ -1,5 +1,5 @@
 // buildApp(config, deps): the whole application, registered in order, top to bottom.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import helmet from '@fastify/helmet';
 import cors from '@fastify/cors';
@@ -19,8 +19,8 @@ import mainRoutes from './routes/main/index.js';
 export interface AppDeps {
   db: DbHandle;
   clock?: Clock;
-  /** a pino-compatible logger destination for tests; defaults to stdout */
-  logger?: FastifyServerOptions['logger'];
+  /** false: no logging at all (the OpenAPI generator); a stream: where log lines go (tests); default stdout */
+  logger?: false | { write: (line: string) => void };
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
@@ -47,8 +47,9 @@ export function securityContext(config: Config, deps: AppDeps): SecurityContext 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   registerFormats();
   const app = Fastify({
-    logger: deps.logger ?? {
+    logger: deps.logger === false ? false : {
       level: config.LOG_LEVEL,
+      ...(deps.logger ? { stream: deps.logger } : {}),
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrf-token"]', 'res.headers["set-cookie"]',
           '*.password', '*.new_password', '*.refresh_token', '*.access_token', '*.token', '*.csrf_token'],
