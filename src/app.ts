@@ -1,7 +1,6 @@
 // buildApp(config, deps): the whole application, registered in order, top to bottom.
 import Fastify, { type FastifyInstance } from 'fastify';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import helmet from '@fastify/helmet';
 import cors from '@fastify/cors';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.js';
@@ -11,6 +10,7 @@ import { createPasswordHasher } from './security/passwords.js';
 import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
 import errorsPlugin from './plugins/errors.js';
+import securityHeaders from './plugins/security-headers.js';
 import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
 import authRoutes from './routes/auth/index.js';
@@ -76,43 +76,19 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.removeContentTypeParser(['text/plain']);
   for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
-  app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-  });
-  app.addHook('onSend', async (request, reply) => {
-    // Nothing this API returns may be cached by browsers or proxies, except the docs assets.
-    if (!request.url.startsWith('/docs/static')) reply.header('cache-control', 'no-store');
-  });
-
   await app.register(errorsPlugin);
-  await app.register(helmet, {
-    global: true,
-    contentSecurityPolicy: {
-      directives: {
-        defaultSrc: ["'self'"],
-        frameAncestors: ["'none'"],
-        imgSrc: ["'self'", 'data:'],
-        styleSrc: ["'self'", "'unsafe-inline'"],
-        scriptSrc: ["'self'"],
-        connectSrc: ["'self'"],
-        objectSrc: ["'none'"],
-        baseUri: ["'none'"],
-        formAction: ["'self'"],
-      },
-    },
-    frameguard: { action: 'deny' },
-    hsts: config.NODE_ENV === 'production' ? { maxAge: 31536000, includeSubDomains: true } : false,
-    referrerPolicy: { policy: 'no-referrer' },
-    crossOriginResourcePolicy: { policy: 'same-site' },
-  });
-  await app.register(cors, {
-    origin: config.CORS_ORIGINS.length ? [...config.CORS_ORIGINS] : false,
-    credentials: true,
-    methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-    allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF-Token', 'X-Request-Id'],
-    exposedHeaders: ['X-Request-Id', 'Retry-After'],
-    maxAge: 600,
-  });
+  await app.register(securityHeaders, { config });
+  // Credentialed CORS for the allow-listed SPA origins only; without a list no CORS headers at all.
+  if (config.CORS_ORIGINS.length) {
+    await app.register(cors, {
+      origin: [...config.CORS_ORIGINS],
+      credentials: true,
+      methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF-Token', 'X-Request-Id'],
+      exposedHeaders: ['X-Request-Id', 'Retry-After'],
+      maxAge: 600,
+    });
+  }
   await app.register(openapiPlugin, { config });
   await app.register(authenticationPlugin, { security: securityContext(config, deps), dbUrl: deps.db.url });
 

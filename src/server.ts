@@ -45,6 +45,7 @@ async function main() {
     await app.listen({ host: config.HOST, port: config.PORT });
   } catch (err) {
     app.log.error({ err }, 'could not listen');
+    await app.close();
     await database.close();
     process.exit(1);
   }

@@ -81,11 +81,9 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     // A request that may have changed authentication state answers only after this instance's
     // listener has seen a marker sent after the change: by then PostgreSQL has dispatched the
     // invalidation to every instance.
-    app.addHook('onSend', async (request, reply, payload) => {
-      if (UNSAFE.has(request.method) && reply.statusCode < 500 && request.routeOptions.config?.authSync !== false) {
-        await listener.sync(ctx.sql);
-      }
-      return payload;
+    app.addHook('onSend', (request, reply, payload, done) => {
+      if (!UNSAFE.has(request.method) || reply.statusCode >= 500 || request.routeOptions.config?.authSync === false) return done(null, payload);
+      listener.sync(ctx.sql).then(() => done(null, payload), done);
     });
   }
   app.decorate('authSync', () => sync());
