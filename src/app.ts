@@ -13,6 +13,7 @@ import { SHARED_SCHEMAS } from './schemas/common.js';
 import errorsPlugin from './plugins/errors.js';
 import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
+import outboxWorkerPlugin from './plugins/outbox-worker.js';
 import authRoutes from './routes/auth/index.js';
 import mainRoutes from './routes/main/index.js';
 
@@ -114,6 +115,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   });
   await app.register(openapiPlugin, { config });
   await app.register(authenticationPlugin, { security: securityContext(config, deps) });
+  await app.register(outboxWorkerPlugin);
 
   await app.register(mainRoutes);
   await app.register(authRoutes);
