@@ -15,6 +15,7 @@ import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
 import outboxWorkerPlugin from './plugins/outbox-worker.js';
 import authRoutes from './routes/auth/index.js';
+import accountRoutes from './routes/auth/account.js';
 import mainRoutes from './routes/main/index.js';
 
 export interface AppDeps {
@@ -119,5 +120,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
 
   await app.register(mainRoutes);
   await app.register(authRoutes);
+  await app.register(accountRoutes);
   return app;
 }
