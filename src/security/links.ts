@@ -51,8 +51,12 @@ function keysFor(config: Config, purpose: LinkPurpose): Buffer[] {
   return keys;
 }
 
-/** The state a link of this purpose is bound to: when any of it changes, the link dies. */
-export function linkFingerprint(config: Config, purpose: LinkPurpose, user: Pick<UserRow, 'email' | 'password' | 'fsUniquifier'>): string {
+/**
+ * The state a link of this purpose is bound to: when any of it changes, the link dies. Keyed like
+ * the MAC (the signing key; on verification any key of the rotation), so it reveals nothing.
+ */
+export function linkFingerprint(config: Config, purpose: LinkPurpose, user: Pick<UserRow, 'email' | 'password' | 'fsUniquifier'>,
+  key: Buffer = keysFor(config, purpose)[0]!): string {
   const parts = purpose === 'confirm'
     // confirming is idempotent; the link only has to die when the address changes
     ? [user.email.toLowerCase()]
@@ -60,7 +64,7 @@ export function linkFingerprint(config: Config, purpose: LinkPurpose, user: Pick
       ? [user.email.toLowerCase(), user.password]
       // a pending address change also dies with logout-all / reset-access (a new fs_uniquifier)
       : [user.email.toLowerCase(), user.password, user.fsUniquifier];
-  return createHmac('sha256', keysFor(config, purpose)[0]!).update(`fp\0${parts.join('\0')}`).digest('base64url').slice(0, 22);
+  return createHmac('sha256', key).update(`fp\0${parts.join('\0')}`).digest('base64url').slice(0, 22);
 }
 
 export function linkClaims(config: Config, purpose: LinkPurpose, user: UserRow, issuedAt: Date, extra: { newEmail?: string } = {}): LinkClaims {
@@ -104,7 +108,8 @@ export function verifyLink(config: Config, purpose: LinkPurpose, token: string, 
 }
 
 export function fingerprintMatches(config: Config, claims: LinkClaims, user: UserRow): boolean {
-  return user.id === claims.u && safeEqual(linkFingerprint(config, claims.p, user), claims.f);
+  if (user.id !== claims.u || typeof claims.f !== 'string') return false;
+  return keysFor(config, claims.p).some((k) => safeEqual(linkFingerprint(config, claims.p, user, k), claims.f));
 }
 
 const LINK_PATHS: Record<LinkPurpose, string> = { confirm: 'confirm', reset: 'reset', change_email: 'change-email' };

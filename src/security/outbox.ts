@@ -142,13 +142,11 @@ async function deliverOne(ctx: SecurityContext, transport: MailTransport, row: O
     const mail = await renderOutboxRow(ctx, row);
     if (!mail) {
       // nothing to send (unknown address, already confirmed, account gone): visible, not an error
-      await settle(ctx, row, claimId, { status: 'skipped', lockedUntil: null, lockedBy: null, sentAt: null });
+      await settle(ctx, row, claimId, { status: 'skipped', lockedUntil: null, lockedBy: null });
       report.skipped++;
       return;
     }
     await transport.send(mail);
-    await settle(ctx, row, claimId, { status: 'sent', sentAt: ctx.clock.now(), lockedUntil: null, lockedBy: null, lastError: null });
-    report.sent++;
   } catch (err) {
     const permanent = (err as { permanent?: unknown }).permanent === true;
     const lastError = describeError(err);
@@ -163,7 +161,12 @@ async function deliverOne(ctx: SecurityContext, transport: MailTransport, row: O
       report.retried++;
       log?.warn(`outbox: message ${row.id} (${row.template}) attempt ${row.attempts} failed, retrying in ${delay} s: ${lastError}`);
     }
+    return;
   }
+  // Sent. If this update fails (database gone), the error ends the pass and the row is sent again
+  // when its lease ends: at least once, never silently dropped.
+  await settle(ctx, row, claimId, { status: 'sent', sentAt: ctx.clock.now(), lockedUntil: null, lockedBy: null, lastError: null });
+  report.sent++;
 }
 
 /**

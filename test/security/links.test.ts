@@ -72,9 +72,19 @@ describe('one-time links', () => {
     const old = testConfig({ SECRET_KEY: 'the-old-secret-key-0123456789abcdef' });
     const rotated = testConfig({ SECRET_KEY: 'the-new-secret-key-0123456789abcdef', SECRET_KEY_FALLBACKS: 'the-old-secret-key-0123456789abcdef' });
     const dropped = testConfig({ SECRET_KEY: 'the-new-secret-key-0123456789abcdef' });
-    const token = signLink(old, linkClaims(old, 'confirm', user, issued));
-    expect(verifyLink(rotated, 'confirm', token, at(1), 3600).u).toBe(7);
-    expect(codeOf(() => verifyLink(dropped, 'confirm', token, at(1), 3600))).toBe('LINK_INVALID');
+    for (const p of ['confirm', 'reset'] as const) {
+      const token = signLink(old, linkClaims(old, p, user, issued));
+      const claims = verifyLink(rotated, p, token, at(1), 3600);
+      expect(claims.u).toBe(7);
+      // the fingerprint was keyed with the old key too
+      expect(fingerprintMatches(rotated, claims, user)).toBe(true);
+      expect(fingerprintMatches(rotated, claims, { ...user, password: 'changed' })).toBe(p === 'confirm');
+      expect(codeOf(() => verifyLink(dropped, p, token, at(1), 3600))).toBe('LINK_INVALID');
+    }
+    // claims fixed under the old key (a queued change-email link) and signed later under the new one
+    const queued = linkClaims(old, 'change_email', user, issued, { newEmail: 'n@example.com' });
+    const late = verifyLink(rotated, 'change_email', signLink(rotated, queued), at(1), 3600);
+    expect(fingerprintMatches(rotated, late, user)).toBe(true);
   });
 
   it('malformed tokens are LINK_INVALID, never a crash', () => {
