@@ -4,7 +4,7 @@ import { users } from '../db/schema/index.js';
 import type { SecurityContext } from './context.js';
 import { checkPasswordPolicy } from './auth.js';
 import { findUser, normalizeEmail, resetUserAccess, type UserRecord } from './datastore.js';
-import { fingerprintMatches, linkInvalid, linkLifetime, verifyLink } from './links.js';
+import { fingerprintMatches, linkInvalid, linkLifetime, verifyLink, type LinkClaims } from './links.js';
 import { enqueueMail, enqueueThrottled } from './outbox.js';
 
 /**
@@ -17,16 +17,16 @@ export async function requestPasswordReset(ctx: SecurityContext, email: string):
 }
 
 /** The account a reset link names, when the link is good: signed, young, unused, account active. */
-async function resetLinkUser(ctx: SecurityContext, token: string): Promise<UserRecord> {
+async function resetLinkUser(ctx: SecurityContext, token: string): Promise<{ user: UserRecord; claims: LinkClaims }> {
   const claims = verifyLink(ctx.config, 'reset', token, ctx.clock.now(), linkLifetime(ctx.config, 'reset'));
   const user = await findUser(ctx.db, { id: claims.u });
   if (!user || !user.active || !fingerprintMatches(ctx.config, claims, user)) throw linkInvalid();
-  return user;
+  return { user, claims };
 }
 
 /** GET /reset/{token}: checks the link without consuming it. */
 export async function checkResetLink(ctx: SecurityContext, token: string): Promise<UserRecord> {
-  return resetLinkUser(ctx, token);
+  return (await resetLinkUser(ctx, token)).user;
 }
 
 /**
@@ -36,10 +36,9 @@ export async function checkResetLink(ctx: SecurityContext, token: string): Promi
  * link also proves the address, so it confirms an unconfirmed account.
  */
 export async function resetPassword(ctx: SecurityContext, token: string, password: string): Promise<void> {
-  const user = await resetLinkUser(ctx, token);
+  const { user, claims } = await resetLinkUser(ctx, token);
   checkPasswordPolicy(ctx, 'password', password, user.email);
   const hash = await ctx.passwords.hash(password);
-  const claims = verifyLink(ctx.config, 'reset', token, ctx.clock.now(), linkLifetime(ctx.config, 'reset'));
   const now = ctx.clock.now();
   await ctx.db.transaction(async (tx) => {
     const [locked] = await tx.select().from(users).where(eq(users.id, user.id)).for('update');
