@@ -64,7 +64,7 @@ describe('the transactional outbox', () => {
     const [sent] = await rowsFor('during-outage@example.com');
     expect(sent).toMatchObject({ status: 'sent', attempts: 3, lastError: null });
     expect(sent!.sentAt).not.toBeNull();
-    const token = linkToken(smtp.only('during-outage@example.com'), 'confirm');
+    const token = linkToken(smtp.single('during-outage@example.com'), 'confirm');
     expect((await t.app.inject(`/confirm/${token}`)).statusCode).toBe(200);
     const [account] = await t.db.db.select().from(users).where(eq(users.email, 'during-outage@example.com'));
     expect(account!.confirmedAt).not.toBeNull();
@@ -212,7 +212,7 @@ describe('the outbox worker', () => {
       expect(res.statusCode).toBe(201);
       await smtp.waitFor(1, 10_000);
       expect(Date.now() - started).toBeLessThan(10_000);
-      expect(smtp.only('worker@example.com').subject).toBe('Welcome to County Services');
+      expect(smtp.single('worker@example.com').subject).toBe('Welcome to County Services');
     } finally {
       await t.close();
     }

@@ -163,7 +163,7 @@ export class SmtpCapture {
   }
 
   /** The only message to this address, asserting there is exactly one. */
-  only(address: string): CapturedMail {
+  single(address: string): CapturedMail {
     const found = this.to(address);
     if (found.length !== 1) throw new Error(`expected one message to ${address}, got ${found.length}: ${found.map((m) => m.subject).join(' | ')}`);
     return found[0]!;

@@ -60,11 +60,11 @@ describe('POST /verify and the change of email address', () => {
     expect((await t.app.inject({ url: '/auth/current-user', headers: bearer(s.access_token) })).json().user.email).toBe('old-addr@example.com');
 
     await t.deliver(2);
-    const link = smtp.only('New-Addr@Example.com');
+    const link = smtp.single('New-Addr@Example.com');
     expect(link.subject).toBe('Confirm your new email address');
     expect(link.text).toContain('Hello Olga,');
     expect(link.text).toContain('valid for 2 hours');
-    const notice = smtp.only('old-addr@example.com');
+    const notice = smtp.single('old-addr@example.com');
     expect(notice.subject).toBe('A change of your email address was requested');
     expect(notice.text).toContain('N***@Example.com');
     expect(notice.text).not.toContain('New-Addr@');
@@ -130,7 +130,7 @@ describe('POST /verify and the change of email address', () => {
     const s = await login(t.app, user.email);
     expect((await requestChange(s, 'contested@example.com')).statusCode).toBe(202);
     await t.deliver(2);
-    const token = linkToken(smtp.only('contested@example.com'), 'change-email');
+    const token = linkToken(smtp.single('contested@example.com'), 'change-email');
     await makeUser(t.ctx, { email: 'Contested@Example.com' });
     const res = await useLink(token);
     expect(res.statusCode).toBe(409);
@@ -146,7 +146,7 @@ describe('POST /verify and the change of email address', () => {
       smtp.clear();
       expect((await requestChange(s, email)).statusCode).toBe(202);
       await t.deliver(2);
-      return linkToken(smtp.only(email), 'change-email');
+      return linkToken(smtp.single(email), 'change-email');
     };
 
     const old = await linkFor('ce-exp@example.com');
@@ -172,7 +172,7 @@ describe('POST /verify and the change of email address', () => {
     const s = await login(t.app, user.email);
     expect((await requestChange(s, 'ce-body-new@example.com')).statusCode).toBe(202);
     await t.deliver(2);
-    const token = linkToken(smtp.only('ce-body-new@example.com'), 'change-email');
+    const token = linkToken(smtp.single('ce-body-new@example.com'), 'change-email');
     const [body, mac] = token.split('.') as [string, string];
     const claims = JSON.parse(Buffer.from(body, 'base64url').toString());
     const hijack = Buffer.from(JSON.stringify({ ...claims, e: 'attacker@evil.test' })).toString('base64url');
@@ -216,7 +216,7 @@ describe('change of email address with SECURITY_RETURN_GENERIC_RESPONSES', () =>
       await t.deliver(3);
       expect(smtp.to('gen-taken@example.com')).toHaveLength(0);
       expect(smtp.to('gen-owner@example.com')).toHaveLength(2);
-      const token = linkToken(smtp.only('gen-free@example.com'), 'change-email');
+      const token = linkToken(smtp.single('gen-free@example.com'), 'change-email');
       expect((await t.app.inject({ method: 'POST', url: `/change-email/${token}` })).statusCode).toBe(200);
       // SECURITY_SEND_EMAIL_CHANGE_NOTICE=false: no "changed" notice
       expect(await t.deliver()).toMatchObject({ claimed: 0 });

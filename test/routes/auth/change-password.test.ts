@@ -53,7 +53,7 @@ describe('changeable: POST /change-password', () => {
     await login(t.app, user.email, NEW_PASSWORD);
 
     await t.deliver(1);
-    const mail = smtp.only('cp1@example.com');
+    const mail = smtp.single('cp1@example.com');
     expect(mail.subject).toBe('Your password was changed');
     expect(mail.text).toContain('Hello Cara,');
   });
@@ -110,7 +110,7 @@ describe('changeable: POST /change-password', () => {
     const user = await makeUser(t.ctx, { email: 'cp5@example.com' });
     await t.app.inject({ method: 'POST', url: '/reset', payload: { email: user.email } });
     await t.deliver(1);
-    const token = linkToken(smtp.only(user.email), 'reset');
+    const token = linkToken(smtp.single(user.email), 'reset');
     const s = await login(t.app, user.email);
     expect((await change(bearer(s.access_token), { password: GOOD_PASSWORD, new_password: NEW_PASSWORD })).statusCode).toBe(200);
     const res = await t.app.inject(`/reset/${token}`);

@@ -44,7 +44,7 @@ describe('confirmable: confirmation email, POST /confirm, GET /confirm/{token}',
     expect(envelopeOf(before).code).toBe('CONFIRMATION_REQUIRED');
 
     await t.deliver(1);
-    const mail = smtp.only('conf1@example.com');
+    const mail = smtp.single('conf1@example.com');
     expect(mail.subject).toBe('Confirm your email address');
     expect(mail.text).toContain('Hello Ada,');
     expect(mail.text).toContain('48 hours');
@@ -68,7 +68,7 @@ describe('confirmable: confirmation email, POST /confirm, GET /confirm/{token}',
   it('an old link is 400 LINK_EXPIRED (SECURITY_CONFIRM_EMAIL_WITHIN, injected clock); a new one from POST /confirm works', async () => {
     await register('conf2@example.com');
     await t.deliver(1);
-    const token = linkToken(smtp.only('conf2@example.com'), 'confirm');
+    const token = linkToken(smtp.single('conf2@example.com'), 'confirm');
     t.clock.advance(48 * 3600 + 1);
     const res = await t.app.inject(`/confirm/${token}`);
     expect(res.statusCode).toBe(400);
@@ -78,7 +78,7 @@ describe('confirmable: confirmation email, POST /confirm, GET /confirm/{token}',
     const resend = await t.app.inject({ method: 'POST', url: '/confirm', payload: { email: 'CONF2@example.com' } });
     expect(resend.statusCode).toBe(202);
     await t.deliver(1);
-    const fresh = linkToken(smtp.only('conf2@example.com'), 'confirm');
+    const fresh = linkToken(smtp.single('conf2@example.com'), 'confirm');
     expect((await t.app.inject(`/confirm/${fresh}`)).statusCode).toBe(200);
     // a stale link for an address that is confirmed by now: nothing to do, so 200
     expect((await t.app.inject(`/confirm/${token}`)).statusCode).toBe(200);
@@ -87,7 +87,7 @@ describe('confirmable: confirmation email, POST /confirm, GET /confirm/{token}',
   it('tampered, truncated and foreign tokens are 400 LINK_INVALID', async () => {
     await register('conf3@example.com');
     await t.deliver(1);
-    const token = linkToken(smtp.only('conf3@example.com'), 'confirm');
+    const token = linkToken(smtp.single('conf3@example.com'), 'confirm');
     const [body, mac] = token.split('.') as [string, string];
     const claims = JSON.parse(Buffer.from(body, 'base64url').toString());
     const other = await register('conf3b@example.com');
@@ -161,7 +161,7 @@ describe('confirmable: welcome email, link templates, switched off', () => {
     try {
       await t.app.inject({ method: 'POST', url: '/register', payload: { email: 'welcome1@example.com', password: GOOD_PASSWORD } });
       await t.deliver(1);
-      const mail = smtp.only('welcome1@example.com');
+      const mail = smtp.single('welcome1@example.com');
       expect(mail.subject).toBe('Welcome to County Services: confirm your email address');
       const m = /myapp:\/\/confirm\?token=([A-Za-z0-9_.%-]+)/.exec(mail.text);
       expect(m).not.toBeNull();
@@ -178,7 +178,7 @@ describe('confirmable: welcome email, link templates, switched off', () => {
       expect(res.statusCode).toBe(201);
       expect(res.json().access_token).toEqual(expect.any(String));
       await t.deliver(1);
-      const mail = smtp.only('welcome2@example.com');
+      const mail = smtp.single('welcome2@example.com');
       expect(mail.subject).toBe('Welcome to County Services');
       expect(mail.text).not.toMatch(/\/confirm\//);
     } finally {

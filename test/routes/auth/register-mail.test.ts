@@ -35,8 +35,8 @@ describe('registration email with SECURITY_RETURN_GENERIC_RESPONSES', () => {
     expect(fresh.json()).toEqual({ message: expect.any(String) });
 
     await t.deliver(2);
-    expect(smtp.only('newcomer@example.com').subject).toBe('Confirm your email address');
-    const warning = smtp.only('owner@example.com');
+    expect(smtp.single('newcomer@example.com').subject).toBe('Confirm your email address');
+    const warning = smtp.single('owner@example.com');
     expect(warning.subject).toBe('Someone tried to register with your email address');
     // addressed to the owner by the owner's name, never the name the caller typed
     expect(warning.text).toContain('Hello Owen,');
@@ -117,7 +117,7 @@ describe('header injection through names and addresses', () => {
     await makeUser(t.ctx, { email: 'hosted@example.com' });
     await t.app.inject({ method: 'POST', url: '/reset', payload: { email: 'hosted@example.com' }, headers: { host: 'evil.test', 'x-forwarded-host': 'evil.test' } });
     await t.deliver(1);
-    const mail = smtp.only('hosted@example.com');
+    const mail = smtp.single('hosted@example.com');
     expect(mail.raw).not.toContain('evil.test');
     expect(mail.text).toContain('http://127.0.0.1:5000/reset/');
     await login(t.app, 'hosted@example.com');

@@ -41,7 +41,7 @@ describe('recoverable: POST /reset, GET/POST /reset/{token}', () => {
     const session = await login(t.app, user.email);
 
     const token = await resetToken('RESET1@example.com');
-    const mail = smtp.only('reset1@example.com');
+    const mail = smtp.single('reset1@example.com');
     expect(mail.text).toContain('Hello Rita,');
     expect(mail.text).toContain('valid for 1 hour');
     expect(mail.text).toContain(`http://127.0.0.1:5000/reset/${token}`);
@@ -220,7 +220,7 @@ describe('recoverable: configuration', () => {
       await makeUser(t.ctx, { email: 'tmpl@example.com' });
       await t.app.inject({ method: 'POST', url: '/reset', payload: { email: 'tmpl@example.com' } });
       await t.deliver(1);
-      const m = /https:\/\/app\.example\.org\/#\/reset\?token=([A-Za-z0-9_.%-]+)/.exec(smtp.only('tmpl@example.com').text);
+      const m = /https:\/\/app\.example\.org\/#\/reset\?token=([A-Za-z0-9_.%-]+)/.exec(smtp.single('tmpl@example.com').text);
       expect(m).not.toBeNull();
       const res = await t.app.inject({ method: 'POST', url: `/reset/${decodeURIComponent(m![1]!)}`, payload: { password: NEW_PASSWORD } });
       expect(res.statusCode).toBe(200);
@@ -236,7 +236,7 @@ describe('recoverable: configuration', () => {
       const user = await makeUser(t.ctx, { email: 'unconfirmed@example.com', confirmedAt: null });
       await t.app.inject({ method: 'POST', url: '/reset', payload: { email: user.email } });
       await t.deliver(1);
-      const token = linkToken(smtp.only(user.email), 'reset');
+      const token = linkToken(smtp.single(user.email), 'reset');
       expect((await t.app.inject({ method: 'POST', url: `/reset/${token}`, payload: { password: NEW_PASSWORD } })).statusCode).toBe(200);
       const [row] = await t.db.db.select().from(users).where(eq(users.id, user.id));
       expect(row!.confirmedAt).not.toBeNull();
