@@ -13,7 +13,9 @@ import errorsPlugin from './plugins/errors.js';
 import securityHeaders from './plugins/security-headers.js';
 import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
+import outboxWorkerPlugin from './plugins/outbox-worker.js';
 import authRoutes from './routes/auth/index.js';
+import accountRoutes from './routes/auth/account.js';
 import mainRoutes from './routes/main/index.js';
 
 export interface AppDeps {
@@ -91,8 +93,10 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   }
   await app.register(openapiPlugin, { config });
   await app.register(authenticationPlugin, { security: securityContext(config, deps), dbUrl: deps.db.url });
+  await app.register(outboxWorkerPlugin);
 
   await app.register(mainRoutes);
   await app.register(authRoutes);
+  await app.register(accountRoutes);
   return app;
 }

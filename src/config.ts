@@ -60,6 +60,10 @@ export const EnvSchema = Type.Object({
   SECURITY_RESET_URL_TEMPLATE: Type.String(),
   SECURITY_CONFIRM_URL_TEMPLATE: Type.String(),
   SECURITY_CHANGE_EMAIL_URL_TEMPLATE: Type.String(),
+  SECURITY_CHANGE_EMAIL_WITHIN: Duration,
+  SECURITY_SEND_PASSWORD_CHANGE_EMAIL: Bool,
+  SECURITY_SEND_PASSWORD_RESET_NOTICE_EMAIL: Bool,
+  SECURITY_SEND_EMAIL_CHANGE_NOTICE: Bool,
 
   PERMANENT_SESSION_LIFETIME: Duration,
   SESSION_COOKIE_NAME: Type.String({ pattern: '^[A-Za-z0-9_-]+$' }),
@@ -72,6 +76,12 @@ export const EnvSchema = Type.Object({
   MAIL_USERNAME: Type.String(),
   MAIL_PASSWORD: Type.String(),
   MAIL_DEFAULT_SENDER: Type.String(),
+  OUTBOX_WORKER_ENABLED: Bool,
+  OUTBOX_POLL_INTERVAL: Duration,
+  OUTBOX_MAX_ATTEMPTS: Int(1, 1000),
+  OUTBOX_RETRY_BACKOFF: Duration,
+  OUTBOX_LEASE: Duration,
+  OUTBOX_RETENTION: Duration,
 
   CORS_ORIGINS: List,
   TRUST_PROXY: Type.String(),
@@ -134,6 +144,10 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   SECURITY_RESET_URL_TEMPLATE: '',
   SECURITY_CONFIRM_URL_TEMPLATE: '',
   SECURITY_CHANGE_EMAIL_URL_TEMPLATE: '',
+  SECURITY_CHANGE_EMAIL_WITHIN: '2h',
+  SECURITY_SEND_PASSWORD_CHANGE_EMAIL: true,
+  SECURITY_SEND_PASSWORD_RESET_NOTICE_EMAIL: true,
+  SECURITY_SEND_EMAIL_CHANGE_NOTICE: true,
   PERMANENT_SESSION_LIFETIME: '3600',
   SESSION_COOKIE_NAME: 'session',
   SESSION_COOKIE_SECURE: false,
@@ -144,6 +158,12 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   MAIL_USERNAME: '',
   MAIL_PASSWORD: '',
   MAIL_DEFAULT_SENDER: 'County Services <no-reply@county-services.local>',
+  OUTBOX_WORKER_ENABLED: true,
+  OUTBOX_POLL_INTERVAL: '5s',
+  OUTBOX_MAX_ATTEMPTS: 20,
+  OUTBOX_RETRY_BACKOFF: '30s',
+  OUTBOX_LEASE: '5m',
+  OUTBOX_RETENTION: '30d',
   CORS_ORIGINS: '',
   TRUST_PROXY: '',
   REDIS_URL: '',
@@ -167,6 +187,8 @@ const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
     SECRET_KEY: 'test-secret-key-of-reasonable-length-0123456789',
     SECURITY_PASSWORD_SALT: 'test-password-salt',
     RATE_LIMIT_ENABLED: false,
+    // Tests run delivery passes themselves (deliverPending) against their own SMTP server.
+    OUTBOX_WORKER_ENABLED: false,
   },
   production: {
     SECRET_KEY: '',
@@ -184,7 +206,8 @@ const DURATION_KEYS = [
   'SECURITY_TOKEN_MAX_AGE', 'SECURITY_REFRESH_TOKEN_MAX_AGE', 'SECURITY_REFRESH_TOKEN_MAX_IDLE',
   'SECURITY_REFRESH_GRACE_PERIOD', 'SECURITY_FRESHNESS', 'SECURITY_RESET_PASSWORD_WITHIN',
   'SECURITY_CONFIRM_EMAIL_WITHIN', 'PERMANENT_SESSION_LIFETIME', 'SECURITY_LOCKOUT_WINDOW',
-  'SECURITY_LOCKOUT_DURATION', 'AUTH_CACHE_TTL',
+  'SECURITY_LOCKOUT_DURATION', 'AUTH_CACHE_TTL', 'SECURITY_CHANGE_EMAIL_WITHIN', 'OUTBOX_POLL_INTERVAL',
+  'OUTBOX_RETRY_BACKOFF', 'OUTBOX_LEASE', 'OUTBOX_RETENTION',
 ] as const;
 const RATE_KEYS = ['RATE_LIMIT_AUTH', 'RATE_LIMIT_REFRESH', 'RATE_LIMIT_TOTP', 'RATE_LIMIT_GLOBAL'] as const;
 const LIST_KEYS = ['SECRET_KEY_FALLBACKS', 'SECURITY_PASSWORD_SALT_FALLBACKS', 'SECURITY_TWO_FACTOR_REQUIRED_ROLES', 'CORS_ORIGINS'] as const;
@@ -285,6 +308,13 @@ export function loadConfig(env: Record<string, string | undefined> = readEnviron
   if (e.SECURITY_PASSWORD_SALT.length < 8) throw new ConfigError('SECURITY_PASSWORD_SALT: must be at least 8 characters');
   if (e.SESSION_COOKIE_SAMESITE === 'None' && !e.SESSION_COOKIE_SECURE) {
     throw new ConfigError('SESSION_COOKIE_SAMESITE: None requires SESSION_COOKIE_SECURE=true');
+  }
+  for (const key of ['SECURITY_RESET_URL_TEMPLATE', 'SECURITY_CONFIRM_URL_TEMPLATE', 'SECURITY_CHANGE_EMAIL_URL_TEMPLATE'] as const) {
+    if (e[key] && !e[key].includes('{token}')) throw new ConfigError(`${key}: must contain the {token} placeholder`);
+  }
+  if (!/^https?:\/\/[^\s/?#]+/.test(e.SECURITY_LINK_BASE_URL)) throw new ConfigError('SECURITY_LINK_BASE_URL: must be an http(s) URL');
+  if (parseDuration(e.OUTBOX_POLL_INTERVAL) < 1 || parseDuration(e.OUTBOX_LEASE) < 10) {
+    throw new ConfigError('OUTBOX_POLL_INTERVAL / OUTBOX_LEASE: at least 1 s / 10 s');
   }
   const corsOrigins = parseList(e.CORS_ORIGINS);
   if (corsOrigins.includes('*')) throw new ConfigError('CORS_ORIGINS: "*" is not allowed with credentialed CORS; list the origins');

@@ -7,6 +7,7 @@ import type { SecurityContext } from './context.js';
 import { createSession, type NewSession } from './sessions.js';
 import { createUser, findUser, type CreateUserInput, type UserRecord } from './datastore.js';
 import { ROLE_CITIZEN } from '../db/seed.js';
+import { queueRegistrationMail } from './confirmable.js';
 
 export const invalidCredentials = () => new AppError(401, 'INVALID_CREDENTIALS', 'Invalid email or password');
 
@@ -66,9 +67,14 @@ export function checkPasswordPolicy(ctx: SecurityContext, field: string, passwor
 
 export async function registerUser(ctx: SecurityContext, input: RegisterInput): Promise<UserRecord> {
   checkPasswordPolicy(ctx, 'password', input.password, input.email);
-  return createUser(ctx, {
-    ...input,
-    roles: [ROLE_CITIZEN],
-    confirmedAt: null,
+  // The account and its email (confirmation / welcome) commit together: the transactional outbox.
+  return ctx.db.transaction(async (tx) => {
+    const user = await createUser(ctx, {
+      ...input,
+      roles: [ROLE_CITIZEN],
+      confirmedAt: null,
+    }, tx);
+    await queueRegistrationMail(ctx, tx, user);
+    return user;
   });
 }

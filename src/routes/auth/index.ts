@@ -1,19 +1,20 @@
 // The security views: register, login, logout, refresh, and the caller's own account under /auth.
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RequestAuth } from '../../plugins/authentication.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError, notFound } from '../../errors.js';
 import { checkCredentials, registerUser, startSession } from '../../security/auth.js';
 import { resetUserAccess, updateProfile, type UserRecord } from '../../security/datastore.js';
+import { notifyExistingRegistration } from '../../security/confirmable.js';
 import { listSessions, revokeByRefreshToken, revokeOwnSession, revokeSession, rotateRefreshToken } from '../../security/sessions.js';
-import type { SessionRow } from '../../db/schema/index.js';
 import { bodyErrors, errors, MessageResponse, UuidParam } from '../../schemas/common.js';
 import {
   CsrfResponse, CurrentUserResponse, LoginBody, LoginResponse, LogoutBody, ProfilePatchBody, RefreshBody,
   RefreshResponse, RegisterBody, RegisterResponse, SessionsResponse, UserResponse,
 } from '../../schemas/auth.js';
 import { publicUser } from '../shape.js';
+import { sessionResponder } from './session-response.js';
 
 const TAG = ['auth'];
 const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
@@ -24,25 +25,7 @@ export default async function authRoutes(root: FastifyInstance) {
   const { config } = ctx;
   const prefix = config.SECURITY_URL_PREFIX;
 
-  const clientInfo = (req: { ip: string; headers: Record<string, unknown> }) => ({
-    ip: req.ip ?? null,
-    userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : null,
-  });
-
-  /** The login answer: user + token pair + csrf token, and the session cookie. */
-  function tokenResponse(reply: FastifyReply, user: UserRecord, session: SessionRow, refreshToken: string, remember = false) {
-    const access = app.tokens.accessToken(user, session);
-    app.tokens.setSessionCookie(reply, session, remember);
-    return {
-      user: publicUser(user),
-      access_token: access.token,
-      token_type: 'Bearer' as const,
-      expires_in: access.expiresIn,
-      refresh_token: refreshToken,
-      refresh_expires_in: Math.max(0, Math.floor((session.expiresAt.getTime() - ctx.clock.now().getTime()) / 1000)),
-      csrf_token: session.csrfToken,
-    };
-  }
+  const { clientInfo, tokenResponse } = sessionResponder(app);
 
   // ---- public: no credentials needed ----
   app.register(async (pub) => {
@@ -67,6 +50,8 @@ export default async function authRoutes(root: FastifyInstance) {
         });
       } catch (err) {
         if (config.SECURITY_RETURN_GENERIC_RESPONSES && err instanceof AppError && err.code === 'EMAIL_TAKEN') {
+          // the owner hears about it; the caller gets the same answer as a new registration
+          await notifyExistingRegistration(ctx, b.email);
           return reply.code(202).send({ message: 'Check your email to continue.' });
         }
         throw err;

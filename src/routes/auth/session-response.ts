@@ -1,0 +1,33 @@
+// The answer of every view that opens a session (login, refresh, register with auto-login, change
+// password): the user, the token pair, the CSRF token, and the session cookie.
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { SessionRow } from '../../db/schema/index.js';
+import type { ClientInfo } from '../../security/auth.js';
+import type { UserRecord } from '../../security/datastore.js';
+import { publicUser } from '../shape.js';
+
+export function sessionResponder(app: FastifyInstance) {
+  const ctx = app.security;
+
+  const clientInfo = (req: { ip: string; headers: Record<string, unknown> }): ClientInfo => ({
+    ip: req.ip ?? null,
+    userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : null,
+  });
+
+  /** The login answer: user + token pair + csrf token, and the session cookie. */
+  function tokenResponse(reply: FastifyReply, user: UserRecord, session: SessionRow, refreshToken: string, remember = false) {
+    const access = app.tokens.accessToken(user, session);
+    app.tokens.setSessionCookie(reply, session, remember);
+    return {
+      user: publicUser(user),
+      access_token: access.token,
+      token_type: 'Bearer' as const,
+      expires_in: access.expiresIn,
+      refresh_token: refreshToken,
+      refresh_expires_in: Math.max(0, Math.floor((session.expiresAt.getTime() - ctx.clock.now().getTime()) / 1000)),
+      csrf_token: session.csrfToken,
+    };
+  }
+
+  return { clientInfo, tokenResponse };
+}

@@ -1,0 +1,83 @@
+// What each outbox row means, rendered at delivery time. Links are signed here, from claims that are
+// either computed now from the account (confirm, reset: requests by address are resolved only at
+// delivery, so known and unknown addresses cost a request the same) or were fixed when the request
+// was made (change_email: bound to the account state the password-checked request saw). The row
+// never holds a usable token. A null result means "nothing to send" (the row is marked skipped).
+import type { OutboxRow } from '../db/schema/index.js';
+import type { SecurityContext } from './context.js';
+import { findUser, type UserRecord } from './datastore.js';
+import { fingerprintMatches, linkClaims, linkLifetime, linkUrl, signLink, type LinkClaims } from './links.js';
+import type { OutgoingMail } from './mail.js';
+import { humanDuration, maskEmail, templates, type MailTemplate, type RenderedMail } from './mail-templates.js';
+
+const fullName = (u: UserRecord) => [u.firstName, u.lastName].filter(Boolean).join(' ') || null;
+const sameAddress = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+
+async function subject(ctx: SecurityContext, row: OutboxRow): Promise<UserRecord | null> {
+  if (row.userId !== null) return findUser(ctx.db, { id: row.userId });
+  return findUser(ctx.db, { email: row.recipient });
+}
+
+function link(ctx: SecurityContext, claims: LinkClaims) {
+  return linkUrl(ctx.config, claims.p, signLink(ctx.config, claims));
+}
+
+export async function renderOutboxRow(ctx: SecurityContext, row: OutboxRow): Promise<OutgoingMail | null> {
+  const { config } = ctx;
+  const user = await subject(ctx, row);
+  if (!user) return null;
+  const name = fullName(user);
+  const payload = row.payload as Record<string, unknown>;
+  let to = row.recipient;
+  let rendered: RenderedMail;
+
+  switch (row.template as MailTemplate) {
+    case 'welcome':
+      rendered = templates.welcome({ name, email: user.email });
+      break;
+    case 'confirm': {
+      // already confirmed, or the address changed since: the link would be useless
+      if (user.confirmedAt || !sameAddress(user.email, row.recipient)) return null;
+      to = user.email;
+      const url = link(ctx, linkClaims(config, 'confirm', user, row.createdAt));
+      rendered = templates.confirm({ name, email: user.email, link: url, within: humanDuration(linkLifetime(config, 'confirm')), welcome: payload.welcome === true });
+      break;
+    }
+    case 'reset': {
+      if (!user.active || !sameAddress(user.email, row.recipient)) return null;
+      to = user.email;
+      const url = link(ctx, linkClaims(config, 'reset', user, row.createdAt));
+      rendered = templates.reset({ name, link: url, within: humanDuration(linkLifetime(config, 'reset')) });
+      break;
+    }
+    case 'register_existing': {
+      if (!sameAddress(user.email, row.recipient)) return null;
+      to = user.email;
+      const resetLink = config.SECURITY_RECOVERABLE && user.active ? link(ctx, linkClaims(config, 'reset', user, row.createdAt)) : null;
+      rendered = templates.register_existing({ name, email: user.email, resetLink, within: humanDuration(linkLifetime(config, 'reset')) });
+      break;
+    }
+    case 'password_reset':
+      rendered = templates.password_reset({ name });
+      break;
+    case 'password_changed':
+      rendered = templates.password_changed({ name });
+      break;
+    case 'change_email': {
+      const claims = payload.claims as LinkClaims | undefined;
+      // the account moved on (password, address or sessions reset): the link is already dead
+      if (!claims || claims.p !== 'change_email' || !fingerprintMatches(config, claims, user)) return null;
+      rendered = templates.change_email({ name, newEmail: row.recipient, link: link(ctx, claims), within: humanDuration(linkLifetime(config, 'change_email')) });
+      break;
+    }
+    case 'change_email_requested':
+      rendered = templates.change_email_requested({ name, maskedNew: maskEmail(String(payload.newEmail ?? '')) });
+      break;
+    case 'email_changed':
+      rendered = templates.email_changed({ name, maskedNew: maskEmail(String(payload.newEmail ?? '')) });
+      break;
+    default:
+      throw Object.assign(new Error(`unknown mail template "${row.template}"`), { permanent: true });
+  }
+  return { id: row.id, template: row.template, to: { name: name ?? '', address: to }, ...rendered };
+}
