@@ -16,6 +16,7 @@ import authenticationPlugin from './plugins/authentication.js';
 import outboxWorkerPlugin from './plugins/outbox-worker.js';
 import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
+import tokenRoutes from './routes/auth/tokens.js';
 import mainRoutes from './routes/main/index.js';
 
 export interface AppDeps {
@@ -98,5 +99,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(mainRoutes);
   await app.register(authRoutes);
   await app.register(accountRoutes);
+  await app.register(tokenRoutes);
   return app;
 }

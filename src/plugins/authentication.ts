@@ -9,12 +9,14 @@ import { AppError, authRequired, tokenExpired, tokenInvalid } from '../errors.js
 import type { SecurityContext } from '../security/context.js';
 import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
 import { AuthCache, startAuthListener } from '../security/auth-cache.js';
+import { isPersonalToken, sessionIdForToken } from '../security/access-tokens.js';
 import { deriveKey, keyId, safeEqual } from '../security/tokens.js';
 import type { SessionRow } from '../db/schema/index.js';
 import type { UserRecord } from '../security/datastore.js';
 
 export interface RequestAuth extends AuthState {
-  method: 'bearer' | 'cookie';
+  /** bearer: access JWT; cookie: session cookie; token: personal access token */
+  method: 'bearer' | 'cookie' | 'token';
 }
 
 export interface AccessTokenClaims { sub: string; uq: string; sid: string; iat: number; exp: number; iss: string; aud: string; nbf?: number }
@@ -52,7 +54,7 @@ declare module 'fastify' {
 }
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$/;
+const BEARER_RE = /^Bearer ([A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+|cspat_[A-Za-z0-9_-]{43})$/;
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Tolerated clock skew for iat/nbf, seconds. */
 const SKEW = 30;
@@ -186,6 +188,25 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   };
   app.decorate('tokens', issuer);
 
+  // Token → session id never changes, so it is remembered (bounded); the session itself is checked
+  // on every request like any other.
+  const tokenSessions = new Map<string, string>();
+  async function resolvePersonalToken(token: string): Promise<RequestAuth> {
+    let sessionId = tokenSessions.get(token);
+    if (!sessionId) {
+      sessionId = (await sessionIdForToken(ctx, token)) ?? undefined;
+      if (!sessionId) throw tokenInvalid('The access token is invalid');
+      if (tokenSessions.size >= 10_000) tokenSessions.delete(tokenSessions.keys().next().value!);
+      tokenSessions.set(token, sessionId);
+    }
+    // Tokens for automation have no idle limit, only their expiry.
+    const state = await stateFor(sessionId, (st) => st.session.kind === 'token' && st.user.active &&
+      !sessionProblem(ctx, st.session, ctx.clock.now(), Number.POSITIVE_INFINITY));
+    if (!state) throw tokenInvalid('The access token has been revoked or has expired');
+    void touchSession(ctx, state.session).catch(() => undefined);
+    return { ...state, method: 'token' };
+  }
+
   /** Resolves the caller; null when no credentials were sent. Throws for bad or dead credentials. */
   async function resolve(request: FastifyRequest): Promise<RequestAuth | null> {
     const header = request.headers.authorization;
@@ -193,9 +214,11 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
       const m = BEARER_RE.exec(header);
       if (!m) throw bearerError(tokenInvalid('The Authorization header must be "Bearer <token>"'));
       try {
+        if (isPersonalToken(m[1]!)) return await resolvePersonalToken(m[1]!);
         const claims = verifyAccessToken(m[1]!);
-        const state = await stateFor(claims.sid, (st) => String(st.user.id) === claims.sub && safeEqual(st.user.fsUniquifier, claims.uq) &&
-          st.user.active && !sessionProblem(ctx, st.session, ctx.clock.now(), config.SECURITY_REFRESH_TOKEN_MAX_IDLE));
+        const state = await stateFor(claims.sid, (st) => st.session.kind === 'login' && String(st.user.id) === claims.sub &&
+          safeEqual(st.user.fsUniquifier, claims.uq) && st.user.active &&
+          !sessionProblem(ctx, st.session, ctx.clock.now(), config.SECURITY_REFRESH_TOKEN_MAX_IDLE));
         if (!state) throw tokenInvalid('The session has ended; log in again');
         void touchSession(ctx, state.session).catch(() => undefined);
         return { ...state, method: 'bearer' };
@@ -207,7 +230,8 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     if (raw === undefined) return null;
     const unsigned = request.unsignCookie(raw);
     if (!unsigned.valid || !unsigned.value || !UUID_RE.test(unsigned.value)) throw tokenInvalid('The session cookie is invalid');
-    const state = await stateFor(unsigned.value, (st) => st.user.active && !sessionProblem(ctx, st.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME));
+    const state = await stateFor(unsigned.value, (st) => st.session.kind === 'login' && st.user.active &&
+      !sessionProblem(ctx, st.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME));
     if (!state) throw tokenInvalid('The session has ended; log in again');
     await touchSession(ctx, state.session);
     return { ...state, method: 'cookie' };

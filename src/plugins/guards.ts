@@ -35,3 +35,10 @@ export const fresh = (withinSeconds: number, now: () => Date): preHandlerAsyncHo
     throw new AppError(401, 'REAUTH_REQUIRED', 'Re-authenticate with POST /verify to continue', { extra: { reauth_required: true } });
   }
 };
+
+/** Only an interactive login (password session) may do this; personal access tokens get 403. */
+export const interactiveOnly: preHandlerAsyncHookHandler = async (request) => {
+  if (authOf(request).method === 'token') {
+    throw forbidden('Personal access tokens cannot be used for this; log in with your password');
+  }
+};

@@ -2,7 +2,7 @@
 // all name a session, so revoking the row kills all three at once, on every instance.
 import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
-import { sessions, users, type SessionRow } from '../db/schema/index.js';
+import { personalAccessTokens, sessions, users, type SessionRow } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, permissionNames, roleNames, type UserRecord } from './datastore.js';
@@ -67,10 +67,17 @@ export function sessionProblem(ctx: SecurityContext, s: SessionRow, now: Date, i
  * One round trip. Returns null when the session does not exist.
  */
 export async function loadAuthState(ctx: SecurityContext, sessionId: string): Promise<AuthState | null> {
-  const rows = await ctx.db.select({ session: sessions, user: users, roles: roleNames, permissions: permissionNames })
-    .from(sessions).innerJoin(users, eq(users.id, sessions.userId)).where(eq(sessions.id, sessionId)).limit(1);
+  const rows = await ctx.db.select({
+    session: sessions, user: users, roles: roleNames, permissions: permissionNames, tokenPermissions: personalAccessTokens.permissions,
+  }).from(sessions).innerJoin(users, eq(users.id, sessions.userId))
+    .leftJoin(personalAccessTokens, eq(personalAccessTokens.sessionId, sessions.id))
+    .where(eq(sessions.id, sessionId)).limit(1);
   const row = rows[0];
-  return row ? { session: row.session, user: { ...row.user, roles: row.roles, permissions: row.permissions } } : null;
+  if (!row) return null;
+  // A personal access token limited to some permissions gets those of them the owner still has.
+  const limit = row.tokenPermissions;
+  const permissions = limit ? row.permissions.filter((p) => limit.includes(p)) : row.permissions;
+  return { session: row.session, user: { ...row.user, roles: row.roles, permissions } };
 }
 
 /** Slides last_used_at, at most once a minute per session. */
@@ -93,14 +100,14 @@ export async function listSessions(ctx: SecurityContext, userId: number): Promis
   const now = ctx.clock.now();
   const idleCutoff = new Date(now.getTime() - ctx.config.SECURITY_REFRESH_TOKEN_MAX_IDLE * 1000);
   return ctx.db.select().from(sessions)
-    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now), gt(sessions.lastUsedAt, idleCutoff)))
+    .where(and(eq(sessions.userId, userId), eq(sessions.kind, 'login'), isNull(sessions.revokedAt), gt(sessions.expiresAt, now), gt(sessions.lastUsedAt, idleCutoff)))
     .orderBy(desc(sessions.createdAt));
 }
 
 /** Revokes one of the user's own sessions; someone else's session id is "not found". */
 export async function revokeOwnSession(ctx: SecurityContext, userId: number, sessionId: string): Promise<boolean> {
   const rows = await ctx.db.update(sessions).set({ revokedAt: ctx.clock.now(), revokedReason: 'logout' })
-    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isNull(sessions.revokedAt))).returning({ id: sessions.id });
+    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), eq(sessions.kind, 'login'), isNull(sessions.revokedAt))).returning({ id: sessions.id });
   return rows.length > 0;
 }
 

@@ -20,7 +20,7 @@ describe('typed client journey (openapi-typescript + openapi-fetch, real HTTP)',
     await database.drop();
   });
 
-  it('register → login → current user → refresh → sessions → logout', async () => {
+  it('register → login → current user → refresh → sessions → change password → personal token → logout', async () => {
     const api = createClient<paths>({ baseUrl });
     const email = 'typed-client@example.com';
 
@@ -49,13 +49,27 @@ describe('typed client journey (openapi-typescript + openapi-fetch, real HTTP)',
     expect(sessions.response.status, JSON.stringify(sessions.error)).toBe(200);
     expect(sessions.data?.sessions.filter((s) => s.current)).toHaveLength(1);
 
+    const changed = await api.POST('/change-password', { ...auth2, body: { password: GOOD_PASSWORD, new_password: 'Brand-New-Harbor-71-Lantern' } });
+    expect(changed.response.status).toBe(200);
+    const auth3 = { headers: { authorization: `Bearer ${changed.data!.access_token}` } };
+    // every other session died; this client got a new pair
+    expect((await api.GET('/auth/current-user', auth2)).response.status).toBe(401);
+    expect((await api.GET('/auth/current-user', auth3)).data?.user.email).toBe(email);
+
+    const pat = await api.POST('/auth/tokens', { ...auth3, body: { name: 'typed-client', expires_in: 3600 } });
+    expect(pat.response.status).toBe(201);
+    const viaPat = await api.GET('/auth/current-user', { headers: { authorization: `Bearer ${pat.data!.token}` } });
+    expect(viaPat.data?.user.email).toBe(email);
+    const patList = await api.GET('/auth/tokens', auth3);
+    expect(patList.data?.tokens.map((x) => x.name)).toEqual(['typed-client']);
+
     const bad = await api.POST('/login', { body: { email, password: 'Wrong-Password-123' } });
     expect(bad.response.status).toBe(401);
     expect(bad.error?.code).toBe('INVALID_CREDENTIALS');
 
-    const out = await api.POST('/logout', { ...auth2, body: {} });
+    const out = await api.POST('/logout', { ...auth3, body: {} });
     expect(out.response.status).toBe(204);
-    const after = await api.GET('/auth/current-user', auth2);
+    const after = await api.GET('/auth/current-user', auth3);
     expect(after.response.status).toBe(401);
     expect(after.error?.code).toBe('TOKEN_INVALID');
   });

@@ -82,6 +82,8 @@ export const sessions = pgTable('sessions', {
   csrfToken: text('csrf_token').notNull(),
   // Time of the last primary authentication (password), for freshness checks.
   fsPaa: timestamp('fs_paa', { withTimezone: true }).notNull().defaultNow(),
+  // 'login' (password login: cookie, access and refresh tokens) or 'token' (a personal access token).
+  kind: text('kind').notNull().default('login'),
 }, (t) => [
   index('sessions_user_id_idx').on(t.userId),
   uniqueIndex('sessions_refresh_token_hash_idx').on(t.refreshTokenHash),
@@ -92,3 +94,4 @@ export type RoleRow = typeof roles.$inferSelect;
 export type SessionRow = typeof sessions.$inferSelect;
 
 export * from './mail.js';
+export * from './tokens.js';

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { notFound } from '../../errors.js';
 import type { RequestAuth } from '../../plugins/authentication.js';
-import { fresh } from '../../plugins/guards.js';
+import { fresh, interactiveOnly } from '../../plugins/guards.js';
 import { confirmEmail, requestConfirmation } from '../../security/confirmable.js';
 import { checkResetLink, requestPasswordReset, resetPassword } from '../../security/recoverable.js';
 import { changePassword, confirmEmailChange, requestEmailChange, verifySession } from '../../security/changeable.js';
@@ -140,6 +140,7 @@ export default async function accountRoutes(root: FastifyInstance) {
 
     s.post(`${prefix}/change-password`, {
       onRequest: changeable,
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'changePassword', summary: 'Change your password', security: SECURED,
         description: 'Every other session and token dies; this client gets a new token pair and cookie (the login answer). ' +
@@ -153,6 +154,7 @@ export default async function accountRoutes(root: FastifyInstance) {
     });
 
     s.post(`${prefix}/verify`, {
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'verifyPassword', summary: 'Re-authenticate: mark this session fresh', security: SECURED,
         description: `Needed before sensitive actions when the last password entry is older than SECURITY_FRESHNESS (401 REAUTH_REQUIRED).`,
@@ -166,7 +168,7 @@ export default async function accountRoutes(root: FastifyInstance) {
     });
 
     s.post(`${prefix}/change-email`, {
-      preHandler: fresh(config.SECURITY_FRESHNESS, () => ctx.clock.now()),
+      preHandler: [interactiveOnly, fresh(config.SECURITY_FRESHNESS, () => ctx.clock.now())],
       schema: {
         tags: TAG, operationId: 'requestEmailChange', summary: 'Change your email address (a link goes to the new one)', security: SECURED,
         description: 'Needs a fresh session (else 401 REAUTH_REQUIRED; see POST /verify). Sends a link to the new address and a notice ' +
