@@ -206,6 +206,30 @@ async function main() {
       if (login) login.note = `bcrypt ceiling ${ceiling.ceilingPerSecond}/s at cost ${ROUNDS}: ${(login.rps / ceiling.ceilingPerSecond).toFixed(2)}×; /health p99 during flood ${health.p99} ms`;
     }
 
+    // Memory and table growth: BENCH_SOAK_REQUESTS authenticated requests (npm run bench:soak = 1,000,000).
+    const soakRequests = Number(process.env.BENCH_SOAK_REQUESTS ?? 0);
+    if (soakRequests > 0) {
+      const counter = connect(url, { max: 1 });
+      const sessionsBefore = (await counter.sql`select count(*)::int as n from sessions`)[0]!.n as number;
+      const samples: number[] = [await rss(api.pid!)];
+      const sampler = setInterval(() => void rss(api.pid!).then((v) => samples.push(v)), 5000);
+      log(`soak: ${soakRequests} authenticated requests …`);
+      const r = await autocannon({ url: `${apiUrl}/auth/current-user`, connections: CONNECTIONS, amount: soakRequests, headers: { authorization: `Bearer ${citizen.access_token}` } });
+      clearInterval(sampler);
+      samples.push(await rss(api.pid!));
+      const sessionsAfter = (await counter.sql`select count(*)::int as n from sessions`)[0]!.n as number;
+      await counter.close();
+      const mib = (v: number) => +(v / 2 ** 20).toFixed(1);
+      // the first samples include warm-up; compare the steady state (after the first 10%) for drift
+      const steady = samples.slice(Math.max(1, Math.floor(samples.length / 10)));
+      extra.soak = {
+        requests: r.requests.total, non2xx: r.non2xx, rps: Math.round(r.requests.average),
+        rssMiB: { first: mib(samples[0]!), steadyMin: mib(Math.min(...steady)), steadyMax: mib(Math.max(...steady)), last: mib(samples.at(-1)!) },
+        steadyDriftPercent: +((100 * (Math.max(...steady) - Math.min(...steady))) / Math.min(...steady)).toFixed(1),
+        sessionsBefore, sessionsAfter,
+      };
+    }
+
     const rssEnd = await rss(api.pid!);
     extra.rss = { startMiB: +(rssStart / 2 ** 20).toFixed(1), endMiB: +(rssEnd / 2 ** 20).toFixed(1) };
     await stop(api);
@@ -239,6 +263,7 @@ async function main() {
     console.log(`\nbcrypt: ${ceiling.msPerHash} ms/hash at cost ${ROUNDS}; ceiling ${ceiling.ceilingPerSecond} hashes/s on ${ceiling.cores} cores`);
     if (extra.healthDuringLoginFlood) console.log(`/health during login flood: ${JSON.stringify(extra.healthDuringLoginFlood)}`);
     console.log(`server RSS: ${JSON.stringify(extra.rss)}; start-up with existing data: ${extra.startupWithExistingDataMs ?? '-'} ms`);
+    if (extra.soak) console.log(`soak: ${JSON.stringify(extra.soak)}`);
     if (me && base) console.log(`token-authenticated current-user: ${me.rps} req/s = ${(me.rps / base.rps).toFixed(3)} × hello-world (goal ≥ 0.35)`);
     console.log(`results: bench/results/latest.json (${result.elapsedSeconds} s)`);
   } finally {
