@@ -65,6 +65,8 @@ export async function createRole(db: Db, input: { name: string; description?: st
 export interface CreateUserInput {
   email: string;
   password: string;
+  /** already hashed (so a caller can hash before opening a transaction); else `password` is hashed here */
+  passwordHash?: string;
   firstName?: string | null;
   lastName?: string | null;
   phoneNumber?: string | null;
@@ -78,7 +80,7 @@ export interface CreateUserInput {
 
 /** Inserts the user and their roles in one transaction. A taken address (any case) is 409 EMAIL_TAKEN. */
 export async function createUser(ctx: SecurityContext, input: CreateUserInput, db: Db = ctx.db): Promise<UserRecord> {
-  const hash = await ctx.passwords.hash(input.password);
+  const hash = input.passwordHash ?? await ctx.passwords.hash(input.password);
   const now = ctx.clock.now();
   const run = async (tx: Tx) => {
     const roleRows = input.roles?.length
