@@ -4,7 +4,17 @@ import type { UserRecord } from '../security/datastore.js';
 
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
+// Users served from the auth cache are the same object across requests: shape each once.
+const shaped = new WeakMap<UserRecord, ReturnType<typeof shapeUser>>();
+
 export function publicUser(u: UserRecord, extra: { tfEnabled?: boolean } = {}) {
+  if (extra.tfEnabled !== undefined) return shapeUser(u, extra);
+  let out = shaped.get(u);
+  if (!out) shaped.set(u, (out = shapeUser(u, extra)));
+  return out;
+}
+
+function shapeUser(u: UserRecord, extra: { tfEnabled?: boolean }) {
   const full = [u.firstName, u.lastName].filter(Boolean).join(' ');
   return {
     id: u.id,
