@@ -1,0 +1,237 @@
+// County Services example SPA: a cookie session with the CSRF header, no framework, no build step.
+//
+// - Every request goes to the API with credentials: 'include', so the browser sends and stores the
+//   HttpOnly session cookie (this page can never read it).
+// - Unsafe requests (POST, PUT, PATCH, DELETE) carry X-CSRF-Token: the csrf_token from POST /login,
+//   or from GET /auth/csrf after a reload. It is kept in memory only.
+// - The access and refresh tokens that POST /login also returns are ignored: a browser app has the
+//   cookie; tokens are for clients without one (mobile apps, scripts).
+// - Everything the API returns is rendered with textContent, never as HTML.
+
+const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const state = { api: '', csrf: null };
+
+const byId = (id) => {
+  const node = document.getElementById(id);
+  if (!node) throw new Error(`#${id} is missing from index.html`);
+  return node;
+};
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const envelope = body && typeof body === 'object' ? body : {};
+    super(typeof envelope.message === 'string' ? envelope.message : `HTTP ${status}`);
+    this.status = status;
+    this.code = typeof envelope.code === 'string' ? envelope.code : null;
+    this.fields = envelope.fields && typeof envelope.fields === 'object' ? envelope.fields : null;
+  }
+}
+
+/** Calls the API; resolves to the JSON body (null for 204), rejects with an ApiError. */
+async function call(method, path, body) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (UNSAFE.has(method) && state.csrf) headers['X-CSRF-Token'] = state.csrf;
+  let res;
+  try {
+    res = await fetch(state.api + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'include',
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, {
+      code: 'NETWORK_ERROR',
+      message: `Cannot reach the API at ${state.api}: is it running, and is ${location.origin} in its CORS_ORIGINS?`,
+    });
+  }
+  if (res.status === 204) return null;
+  const data = await res.json().catch(() => null);
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+// ---- rendering (text only) ----
+
+function showError(err) {
+  const box = byId('error');
+  if (!err) {
+    box.hidden = true;
+    box.textContent = '';
+    return;
+  }
+  const lines = [err.code ? `${err.message} (${err.code})` : err.message];
+  if (err instanceof ApiError && err.fields) {
+    for (const [field, messages] of Object.entries(err.fields)) {
+      for (const message of [].concat(messages)) lines.push(field ? `${field}: ${message}` : String(message));
+    }
+  }
+  box.textContent = lines.join('\n');
+  box.hidden = false;
+}
+
+function setStatus(text) {
+  byId('status').textContent = text;
+}
+
+function show(view) {
+  byId('signed-out').hidden = view !== 'signed-out';
+  byId('signed-in').hidden = view !== 'signed-in';
+  document.body.dataset.state = view;
+}
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  td.textContent = text;
+  if (className) td.className = className;
+  return td;
+}
+
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : '—');
+
+function renderUser(user) {
+  byId('user-email').textContent = user.email;
+  byId('user-name').textContent = user.full_name || '—';
+  byId('user-roles').textContent = user.roles.length ? user.roles.join(', ') : '—';
+  byId('user-logins').textContent = `${user.login_count ?? 0} (last from ${user.last_login_ip ?? '—'} at ${when(user.last_login_at)})`;
+}
+
+function renderSessions(sessions) {
+  const rows = sessions.map((s) => {
+    const tr = document.createElement('tr');
+    tr.dataset.sessionId = s.id;
+    if (s.current) tr.className = 'current';
+    tr.append(
+      cell(when(s.created_at)),
+      cell(when(s.last_used_at)),
+      cell(s.ip ?? '—'),
+      cell(s.user_agent ?? '—', 'agent'),
+      cell(s.current ? 'this browser' : ''),
+    );
+    return tr;
+  });
+  byId('sessions').querySelector('tbody').replaceChildren(...rows);
+}
+
+// ---- flows ----
+
+async function loadAccount() {
+  const [me, list] = await Promise.all([call('GET', '/auth/current-user'), call('GET', '/auth/sessions')]);
+  renderUser(me.user);
+  renderSessions(list.sessions);
+  show('signed-in');
+}
+
+/** A 401 means the session is gone (expired, logged out elsewhere): back to the form. */
+function handle(err) {
+  if (err instanceof ApiError && err.status === 401 && document.body.dataset.state === 'signed-in') {
+    state.csrf = null;
+    show('signed-out');
+  }
+  showError(err);
+}
+
+async function login(event) {
+  event.preventDefault();
+  const form = byId('login-form');
+  const button = byId('login-button');
+  const password = byId('password');
+  showError(null);
+  button.disabled = true;
+  setStatus('Signing in…');
+  try {
+    const answer = await call('POST', '/login', { email: byId('email').value, password: password.value });
+    if (typeof answer.csrf_token !== 'string') {
+      throw new Error('This account uses two-factor authentication, which this example does not implement.');
+    }
+    state.csrf = answer.csrf_token;
+    form.reset();
+    await loadAccount();
+    setStatus('Signed in.');
+  } catch (err) {
+    password.value = '';
+    setStatus('');
+    handle(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function logout() {
+  showError(null);
+  try {
+    await call('POST', '/logout', {});
+    state.csrf = null;
+    renderSessions([]);
+    show('signed-out');
+    setStatus('Signed out.');
+  } catch (err) {
+    handle(err);
+  }
+}
+
+async function reload() {
+  showError(null);
+  try {
+    await loadAccount();
+    setStatus(`Reloaded at ${new Date().toLocaleTimeString()}.`);
+  } catch (err) {
+    handle(err);
+  }
+}
+
+/** ?api=… wins; otherwise the server's /config.json (serve.ts writes it). CSP limits both to one origin. */
+async function apiBase() {
+  const fromQuery = new URLSearchParams(location.search).get('api');
+  let value = fromQuery;
+  if (!value) {
+    const res = await fetch('config.json', { cache: 'no-store' }).catch(() => null);
+    const config = res && res.ok ? await res.json().catch(() => null) : null;
+    value = config && typeof config.api === 'string' ? config.api : null;
+  }
+  if (!value) throw new Error('No API configured: open this page with ?api=http://localhost:5000');
+  const url = new URL(value);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`Not an http(s) API URL: ${value}`);
+  return url.origin;
+}
+
+/** Loopback and IP hosts have no shared "site" with any other host name: say so, cookies won't flow. */
+function checkSameSite(api) {
+  const apiHost = new URL(api).hostname;
+  const pageHost = location.hostname;
+  const special = (h) => h === 'localhost' || /^[0-9.]+$/.test(h) || h.startsWith('[');
+  if (apiHost !== pageHost && (special(apiHost) || special(pageHost))) {
+    const warning = byId('warning');
+    warning.textContent = `This page is on ${pageHost} but the API is on ${apiHost}: a different site, so the browser ` +
+      'will not send the SameSite=Lax session cookie. Open both under the same host name.';
+    warning.hidden = false;
+  }
+}
+
+async function start() {
+  byId('login-form').addEventListener('submit', login);
+  byId('logout-button').addEventListener('click', logout);
+  byId('reload-button').addEventListener('click', reload);
+  try {
+    state.api = await apiBase();
+  } catch (err) {
+    show('signed-out');
+    showError(err);
+    return;
+  }
+  byId('api-origin').textContent = state.api;
+  checkSameSite(state.api);
+  try {
+    // After a reload the cookie may still name a live session: its CSRF token brings the page back.
+    state.csrf = (await call('GET', '/auth/csrf')).csrf_token;
+    await loadAccount();
+  } catch (err) {
+    state.csrf = null;
+    show('signed-out');
+    if (!(err instanceof ApiError && err.status === 401)) showError(err);
+  }
+}
+
+start();
