@@ -19,7 +19,7 @@ export const ChangePasswordBody = Type.Object({
   new_password: NewPassword,
 }, { additionalProperties: false, examples: [{ password: 'Quiet-Harbor-93-Lantern', new_password: 'Amber-Meadow-41-Compass' }] });
 
-export const VerifyBody = Type.Object({ password: LoginPassword }, { additionalProperties: false });
+export const VerifyBody = Type.Object({ password: LoginPassword }, { additionalProperties: false, examples: [{ password: 'Quiet-Harbor-93-Lantern' }] });
 
 export const ChangeEmailBody = Type.Object({
   email: Email,
@@ -27,4 +27,4 @@ export const ChangeEmailBody = Type.Object({
 }, { additionalProperties: false, examples: [{ email: 'jane.new@example.com', password: 'Quiet-Harbor-93-Lantern' }] });
 
 /** POST /change-email/{token} takes no fields; an empty object (or no body) is accepted. */
-export const EmptyBody = Type.Object({}, { additionalProperties: false });
+export const EmptyBody = Type.Object({}, { additionalProperties: false, examples: [{}] });

@@ -37,9 +37,11 @@ export const RegisterResponse = Type.Object({
   csrf_token: Type.Optional(TokenPair.csrf_token),
 }, { additionalProperties: false, description: 'The new user; with the token pair when no confirmation is required (auto-login)' });
 
-export const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 512 }) }, { additionalProperties: false });
+export const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 512 }) }, {
+  additionalProperties: false, examples: [{ refresh_token: '6f1c2a9e-0d7b-4c55-9d1e-2b8f4a7c3e10.0.<mac from the login answer>' }],
+});
 export const RefreshResponse = Type.Object({ user: UserRef, ...TokenPair }, { additionalProperties: false });
-export const LogoutBody = Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 512 })) }, { additionalProperties: false });
+export const LogoutBody = Type.Object({ refresh_token: Type.Optional(Type.String({ maxLength: 512 })) }, { additionalProperties: false, examples: [{}] });
 
 export const CurrentUserResponse = Type.Object({ user: UserRef, status: Type.Literal('success') }, { additionalProperties: false });
 export const UserResponse = Type.Object({ user: UserRef }, { additionalProperties: false });

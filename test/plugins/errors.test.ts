@@ -147,6 +147,17 @@ describe('OpenAPI document and docs UI', () => {
     }
   });
 
+  it('every request body carries an example', async () => {
+    const doc = (await t.app.inject('/openapi.json')).json();
+    for (const [path, item] of Object.entries<Record<string, { requestBody?: { content: Record<string, { schema: Record<string, unknown> }> } }>>(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        const media = op.requestBody?.content['application/json'];
+        const m = media as Record<string, unknown> | undefined;
+        if (m) expect(m.example ?? m.examples, `${method} ${path}`).toBeDefined();
+      }
+    }
+  });
+
   it('GET /docs serves the interactive UI from local assets', async () => {
     const res = await t.app.inject('/docs/');
     expect(res.statusCode).toBe(200);
