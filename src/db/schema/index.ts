@@ -90,3 +90,5 @@ export const sessions = pgTable('sessions', {
 export type UserRow = typeof users.$inferSelect;
 export type RoleRow = typeof roles.$inferSelect;
 export type SessionRow = typeof sessions.$inferSelect;
+
+export * from './audit.js';
