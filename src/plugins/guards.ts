@@ -35,3 +35,18 @@ export const fresh = (withinSeconds: number, now: () => Date): preHandlerAsyncHo
     throw new AppError(401, 'REAUTH_REQUIRED', 'Re-authenticate with POST /verify to continue', { extra: { reauth_required: true } });
   }
 };
+
+/** passes when any of the guards passes; otherwise fails as the first one did */
+export const anyOf = (...guards: preHandlerAsyncHookHandler[]): preHandlerAsyncHookHandler =>
+  async function anyGuard(request, reply) {
+    let first: unknown;
+    for (const g of guards) {
+      try {
+        await g.call(this, request, reply);
+        return;
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    throw first;
+  };
