@@ -1,6 +1,6 @@
 // Server-side sessions: one row per login. Access tokens, the session cookie and the refresh token
 // all name a session, so revoking the row kills all three at once, on every instance.
-import { and, desc, eq, isNull, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, sql } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
 import { sessions, users, type SessionRow } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
@@ -93,7 +93,7 @@ export async function revokeSession(ctx: SecurityContext, sessionId: string, rea
 export async function listSessions(ctx: SecurityContext, userId: number): Promise<SessionRow[]> {
   const now = ctx.clock.now();
   return ctx.db.select().from(sessions)
-    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), sql`${sessions.expiresAt} > ${now}`))
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)))
     .orderBy(desc(sessions.createdAt));
 }
 
