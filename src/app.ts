@@ -9,6 +9,7 @@ import { systemClock, type Clock, type SecurityContext } from './security/contex
 import { createPasswordHasher } from './security/passwords.js';
 import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
+import { ADMIN_SCHEMAS } from './schemas/admin.js';
 import errorsPlugin from './plugins/errors.js';
 import securityHeaders from './plugins/security-headers.js';
 import openapiPlugin from './plugins/openapi.js';
@@ -18,6 +19,10 @@ import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/tokens.js';
 import mainRoutes from './routes/main/index.js';
+import userRoutes from './routes/users/index.js';
+import roleRoutes from './routes/roles/index.js';
+import orgRoutes from './routes/org/index.js';
+import auditRoutes from './routes/audit/index.js';
 
 export interface AppDeps {
   db: DbHandle;
@@ -77,7 +82,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   // JSON only: a body of any other type is 415.
   app.removeContentTypeParser(['text/plain']);
-  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
+  for (const schema of [...SHARED_SCHEMAS, ...ADMIN_SCHEMAS]) app.addSchema(schema);
 
   await app.register(errorsPlugin);
   await app.register(securityHeaders, { config });
@@ -100,5 +105,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(authRoutes);
   await app.register(accountRoutes);
   await app.register(tokenRoutes);
+  await app.register(userRoutes);
+  await app.register(roleRoutes);
+  await app.register(orgRoutes);
+  await app.register(auditRoutes);
   return app;
 }

@@ -42,3 +42,18 @@ export const interactiveOnly: preHandlerAsyncHookHandler = async (request) => {
     throw forbidden('Personal access tokens cannot be used for this; log in with your password');
   }
 };
+
+/** passes when any of the guards passes; otherwise fails as the first one did */
+export const anyOf = (...guards: preHandlerAsyncHookHandler[]): preHandlerAsyncHookHandler =>
+  async function anyGuard(request, reply) {
+    let first: unknown;
+    for (const g of guards) {
+      try {
+        await g.call(this, request, reply);
+        return;
+      } catch (err) {
+        first ??= err;
+      }
+    }
+    throw first;
+  };

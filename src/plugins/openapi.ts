@@ -22,6 +22,10 @@ async function openapiPlugin(app: FastifyInstance, opts: { config: Config }) {
       tags: [
         { name: 'auth', description: 'Security views and the current user' },
         { name: 'main', description: 'Health, readiness, dashboard' },
+        { name: 'users', description: 'User administration (County Admin; Department Officers read their own county)' },
+        { name: 'roles', description: 'Roles and permissions' },
+        { name: 'org', description: 'Counties and departments' },
+        { name: 'audit', description: 'The audit log of security events' },
       ],
       components: {
         securitySchemes: {

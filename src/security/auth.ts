@@ -5,7 +5,8 @@ import { users } from '../db/schema/index.js';
 import { AppError, validationError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { createSession, type NewSession } from './sessions.js';
-import { createUser, findUser, type CreateUserInput, type UserRecord } from './datastore.js';
+import { createUser, findUser, normalizeEmail, type CreateUserInput, type UserRecord } from './datastore.js';
+import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { ROLE_CITIZEN } from '../db/seed.js';
 import { queueRegistrationMail } from './confirmable.js';
 
@@ -16,22 +17,27 @@ export const invalidCredentials = () => new AppError(401, 'INVALID_CREDENTIALS',
  * produce the same error; whether the account is disabled or unconfirmed is only said after a
  * correct password (and not even then in generic-responses mode).
  */
-export async function checkCredentials(ctx: SecurityContext, email: string, password: string): Promise<UserRecord> {
+export async function checkCredentials(ctx: SecurityContext, email: string, password: string, source: AuditSource = NO_SOURCE): Promise<UserRecord> {
+  // Every refusal is recorded with its reason (never the password); the response stays generic.
+  const refuse = async (reason: string, error: AppError, userId: number | null = null): Promise<never> => {
+    await audit(ctx, { ...source, action: 'login.failed', targetUserId: userId, details: { email: normalizeEmail(email), reason } });
+    throw error;
+  };
   const user = await findUser(ctx.db, { email });
   if (!user) {
     await ctx.passwords.dummyVerify(password);
-    throw invalidCredentials();
+    return refuse('unknown_user', invalidCredentials());
   }
   const { ok, needsRehash } = await ctx.passwords.verify(password, user.password);
-  if (!ok) throw invalidCredentials();
+  if (!ok) return refuse('bad_password', invalidCredentials(), user.id);
   if (needsRehash) {
     const hash = await ctx.passwords.hash(password);
     await ctx.db.update(users).set({ password: hash }).where(eq(users.id, user.id));
   }
   const generic = ctx.config.SECURITY_RETURN_GENERIC_RESPONSES;
-  if (!user.active) throw generic ? invalidCredentials() : new AppError(403, 'ACCOUNT_DISABLED', 'This account is disabled');
+  if (!user.active) return refuse('disabled', generic ? invalidCredentials() : new AppError(403, 'ACCOUNT_DISABLED', 'This account is disabled'), user.id);
   if (ctx.config.SECURITY_CONFIRMABLE && !user.confirmedAt) {
-    throw generic ? invalidCredentials() : new AppError(403, 'CONFIRMATION_REQUIRED', 'Confirm your email address before logging in');
+    return refuse('unconfirmed', generic ? invalidCredentials() : new AppError(403, 'CONFIRMATION_REQUIRED', 'Confirm your email address before logging in'), user.id);
   }
   return user;
 }

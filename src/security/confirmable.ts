@@ -42,16 +42,18 @@ export async function requestConfirmation(ctx: SecurityContext, email: string): 
 }
 
 /** GET /confirm/{token}. Idempotent: an address that is already confirmed answers as confirmed. */
-export async function confirmEmail(ctx: SecurityContext, token: string): Promise<void> {
+/** Returns the user id and whether this call confirmed the address (false: it already was). */
+export async function confirmEmail(ctx: SecurityContext, token: string): Promise<{ userId: number; confirmed: boolean }> {
   const now = ctx.clock.now();
   // age is checked below, after "already confirmed" (a stale link for a done job is not an error)
   const claims = verifyLink(ctx.config, 'confirm', token, now, Number.MAX_SAFE_INTEGER);
   const expired = now.getTime() / 1000 - claims.t > linkLifetime(ctx.config, 'confirm');
-  await ctx.db.transaction(async (tx) => {
+  return ctx.db.transaction(async (tx) => {
     const [user] = await tx.select().from(users).where(eq(users.id, claims.u)).for('update');
     if (!user || !fingerprintMatches(ctx.config, claims, user)) throw linkInvalid();
-    if (user.confirmedAt) return;
+    if (user.confirmedAt) return { userId: user.id, confirmed: false };
     if (expired) throw linkExpired();
     await tx.update(users).set({ confirmedAt: now, updatedAt: now }).where(eq(users.id, user.id));
+    return { userId: user.id, confirmed: true };
   });
 }

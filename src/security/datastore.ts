@@ -1,6 +1,6 @@
 // Flask-Security's datastore verbs over Drizzle. Routes and the CLI both call these, so "deactivate a
 // user" is one code path whether it comes from HTTP or a terminal.
-import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
 import { roles, rolesUsers, sessions, users, type RoleRow, type UserRow } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
@@ -35,6 +35,13 @@ export async function findUser(db: Db, by: { id: number } | { email: string }): 
   const rows = await db.select({ user: users, roles: roleNames, permissions: permissionNames }).from(users).where(where).limit(1);
   const row = rows[0];
   return row ? { ...row.user, roles: row.roles, permissions: row.permissions } : null;
+}
+
+/** Users with their roles and permissions in one round trip (lists). */
+export async function findUsers(db: Db, opts: { where?: SQL; orderBy?: SQL[]; limit?: number; offset?: number } = {}): Promise<UserRecord[]> {
+  const rows = await db.select({ user: users, roles: roleNames, permissions: permissionNames }).from(users)
+    .where(opts.where).orderBy(...(opts.orderBy ?? [asc(users.id)])).limit(opts.limit ?? 100).offset(opts.offset ?? 0);
+  return rows.map((r) => ({ ...r.user, roles: r.roles, permissions: r.permissions }));
 }
 
 export async function requireUser(db: Db, id: number): Promise<UserRecord> {
@@ -144,18 +151,21 @@ export async function revokeUserSessions(db: Db, userId: number, reason: string,
   return rows.length;
 }
 
-export async function activateUser(ctx: SecurityContext, userId: number): Promise<UserRecord> {
-  await ctx.db.update(users).set({ active: true, updatedAt: ctx.clock.now() }).where(eq(users.id, userId));
-  return requireUser(ctx.db, userId);
+export async function activateUser(ctx: SecurityContext, userId: number, db: Db = ctx.db): Promise<UserRecord> {
+  await db.update(users).set({ active: true, updatedAt: ctx.clock.now() }).where(eq(users.id, userId));
+  return requireUser(db, userId);
 }
 
-export async function deactivateUser(ctx: SecurityContext, userId: number): Promise<UserRecord> {
+/** Deactivates and revokes every session at once. Pass `db` to run inside the caller's transaction. */
+export async function deactivateUser(ctx: SecurityContext, userId: number, db?: Db): Promise<UserRecord> {
   const now = ctx.clock.now();
-  await ctx.db.transaction(async (tx) => {
+  const work = async (tx: Db) => {
     await tx.update(users).set({ active: false, updatedAt: now }).where(eq(users.id, userId));
     await revokeUserSessions(tx, userId, 'deactivated', now);
-  });
-  return requireUser(ctx.db, userId);
+  };
+  if (db) await work(db);
+  else await ctx.db.transaction(work);
+  return requireUser(db ?? ctx.db, userId);
 }
 
 /**

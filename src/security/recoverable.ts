@@ -35,7 +35,8 @@ export async function checkResetLink(ctx: SecurityContext, token: string): Promi
  * which consumes the link; the row lock makes two concurrent uses resolve to one success. A reset
  * link also proves the address, so it confirms an unconfirmed account.
  */
-export async function resetPassword(ctx: SecurityContext, token: string, password: string): Promise<void> {
+/** Returns the id of the user whose password was reset. */
+export async function resetPassword(ctx: SecurityContext, token: string, password: string): Promise<number> {
   const { user, claims } = await resetLinkUser(ctx, token);
   checkPasswordPolicy(ctx, 'password', password, user.email);
   const hash = await ctx.passwords.hash(password);
@@ -50,4 +51,5 @@ export async function resetPassword(ctx: SecurityContext, token: string, passwor
       await enqueueMail(ctx, tx, { template: 'password_reset', recipient: locked.email, userId: locked.id });
     }
   });
+  return user.id;
 }

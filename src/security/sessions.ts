@@ -6,6 +6,7 @@ import { personalAccessTokens, sessions, users, type SessionRow } from '../db/sc
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, permissionNames, roleNames, type UserRecord } from './datastore.js';
+import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { deriveKey, makeRefreshToken, parseRefreshToken, randomToken, refreshMac, safeEqual, sha256 } from './tokens.js';
 
 type Tx = Parameters<Parameters<SecurityContext['db']['transaction']>[0]>[0];
@@ -131,7 +132,7 @@ export interface RefreshResult { user: UserRecord; session: SessionRow; refreshT
  * serialised: the first rotates, the others see an identical replay inside the grace window and
  * receive the same new token. An older token outside the window is reuse: the session is revoked.
  */
-export async function rotateRefreshToken(ctx: SecurityContext, presented: string): Promise<RefreshResult> {
+export async function rotateRefreshToken(ctx: SecurityContext, presented: string, source: AuditSource = NO_SOURCE): Promise<RefreshResult> {
   const parsed = parseRefreshToken(presented);
   if (!parsed) throw refreshError('invalid');
   const now = ctx.clock.now();
@@ -155,6 +156,7 @@ export async function rotateRefreshToken(ctx: SecurityContext, presented: string
     }
     if (!isCurrent) {
       await tx.update(sessions).set({ revokedAt: now, revokedReason: 'reused' }).where(eq(sessions.id, s.id));
+      await audit(ctx, { ...source, actorId: null, action: 'refresh_token.reused', targetUserId: s.userId, details: { session_id: s.id } }, tx);
       return { error: 'reused' as const, userId: s.userId };
     }
     const generation = s.refreshGeneration + 1;
@@ -175,14 +177,17 @@ export async function rotateRefreshToken(ctx: SecurityContext, presented: string
   return { user, session: outcome.session, refreshToken: outcome.refreshToken, replay: outcome.replay };
 }
 
-/** Logout by refresh token: revokes the session only when the token is its current (or just-rotated) one. */
-export async function revokeByRefreshToken(ctx: SecurityContext, presented: string): Promise<boolean> {
+/**
+ * Logout by refresh token: revokes the session only when the token is its current (or just-rotated) one.
+ * Returns the revoked session's user id, or null when nothing was revoked.
+ */
+export async function revokeByRefreshToken(ctx: SecurityContext, presented: string): Promise<number | null> {
   const parsed = parseRefreshToken(presented);
-  if (!parsed) return false;
+  if (!parsed) return null;
   const h = sha256(presented);
   const rows = await ctx.db.update(sessions).set({ revokedAt: ctx.clock.now(), revokedReason: 'logout' })
     .where(and(eq(sessions.id, parsed.sessionId), isNull(sessions.revokedAt),
       sql`(${sessions.refreshTokenHash} = ${h} or ${sessions.previousRefreshHash} = ${h})`))
-    .returning({ id: sessions.id });
-  return rows.length > 0;
+    .returning({ userId: sessions.userId });
+  return rows[0]?.userId ?? null;
 }

@@ -95,3 +95,4 @@ export type SessionRow = typeof sessions.$inferSelect;
 
 export * from './mail.js';
 export * from './tokens.js';
+export * from './audit.js';

@@ -10,6 +10,8 @@ import { confirmEmail, requestConfirmation } from '../../security/confirmable.js
 import { checkResetLink, requestPasswordReset, resetPassword } from '../../security/recoverable.js';
 import { changePassword, confirmEmailChange, requestEmailChange, verifySession } from '../../security/changeable.js';
 import { bodyErrors, errors, MessageResponse } from '../../schemas/common.js';
+import { audit } from '../../security/audit.js';
+import { auditSource } from '../request-source.js';
 import { LoginResponse, UserResponse } from '../../schemas/auth.js';
 import {
   ChangeEmailBody, ChangePasswordBody, ConfirmResponse, EmailBody, EmptyBody, LinkTokenParam, ResetLinkResponse,
@@ -53,6 +55,7 @@ export default async function accountRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       await requestPasswordReset(ctx, request.body.email);
+      await audit(ctx, { ...auditSource(request), action: 'password.reset_requested', details: { email: request.body.email } });
       return reply.code(202).send({ message: GENERIC_SENT });
     });
 
@@ -79,7 +82,8 @@ export default async function accountRoutes(root: FastifyInstance) {
         response: { 200: MessageResponse, ...bodyErrors(404) },
       },
     }, async (request) => {
-      await resetPassword(ctx, request.params.token, request.body.password);
+      const userId = await resetPassword(ctx, request.params.token, request.body.password);
+      await audit(ctx, { ...auditSource(request, userId), action: 'password.reset', targetUserId: userId });
       return { message: 'Your password has been reset. Log in with the new password.' };
     });
 
@@ -106,7 +110,8 @@ export default async function accountRoutes(root: FastifyInstance) {
         response: { 200: ConfirmResponse, ...errors(400, 404) },
       },
     }, async (request) => {
-      await confirmEmail(ctx, request.params.token);
+      const confirmed = await confirmEmail(ctx, request.params.token);
+      if (confirmed.confirmed) await audit(ctx, { ...auditSource(request, confirmed.userId), action: 'email.confirmed', targetUserId: confirmed.userId });
       return { confirmed: true as const };
     });
   });
@@ -128,6 +133,7 @@ export default async function accountRoutes(root: FastifyInstance) {
       },
     }, async (request) => {
       const user = await confirmEmailChange(ctx, request.params.token);
+      await audit(ctx, { ...auditSource(request, user.id), action: 'email.changed', targetUserId: user.id });
       return { user: publicUser(user) };
     });
   });
@@ -150,6 +156,7 @@ export default async function accountRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       const r = await changePassword(ctx, auth(request).user, request.body.password, request.body.new_password, clientInfo(request));
+      await audit(ctx, { ...auditSource(request), action: 'password.changed', targetUserId: r.user.id });
       return tokenResponse(reply, r.user, r.session, r.refreshToken);
     });
 
@@ -164,6 +171,7 @@ export default async function accountRoutes(root: FastifyInstance) {
     }, async (request) => {
       const a = auth(request);
       await verifySession(ctx, a.user, a.session.id, request.body.password);
+      await audit(ctx, { ...auditSource(request), action: 'session.verified', targetUserId: a.user.id });
       return { message: 'Verified' };
     });
 
@@ -178,6 +186,7 @@ export default async function accountRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       await requestEmailChange(ctx, auth(request).user, request.body.email, request.body.password);
+      await audit(ctx, { ...auditSource(request), action: 'email.change_requested', targetUserId: auth(request).user.id, details: { new_email: request.body.email } });
       return reply.code(202).send({ message: 'Check the new address for a confirmation link.' });
     });
   });

@@ -15,6 +15,8 @@ import {
 } from '../../schemas/auth.js';
 import { publicUser } from '../shape.js';
 import { sessionResponder } from './session-response.js';
+import { audit } from '../../security/audit.js';
+import { auditSource } from '../request-source.js';
 
 const TAG = ['auth'];
 const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
@@ -56,6 +58,7 @@ export default async function authRoutes(root: FastifyInstance) {
         }
         throw err;
       }
+      await audit(ctx, { ...auditSource(request, user.id), action: 'user.registered', targetUserId: user.id });
       if (config.SECURITY_RETURN_GENERIC_RESPONSES) return reply.code(202).send({ message: 'Check your email to continue.' });
       if (config.SECURITY_CONFIRMABLE) return reply.code(201).send({ user: publicUser(user) });
       const started = await startSession(ctx, user, clientInfo(request));
@@ -71,8 +74,9 @@ export default async function authRoutes(root: FastifyInstance) {
         response: { 200: LoginResponse, ...bodyErrors(401, 403) },
       },
     }, async (request, reply) => {
-      const user = await checkCredentials(ctx, request.body.email, request.body.password);
+      const user = await checkCredentials(ctx, request.body.email, request.body.password, auditSource(request));
       const started = await startSession(ctx, user, clientInfo(request));
+      await audit(ctx, { ...auditSource(request, user.id), action: 'login.succeeded', targetUserId: user.id, details: { session_id: started.session.id } });
       return tokenResponse(reply, started.user, started.session, started.refreshToken, request.body.remember ?? false);
     });
 
@@ -84,7 +88,7 @@ export default async function authRoutes(root: FastifyInstance) {
         response: { 200: RefreshResponse, ...bodyErrors(401) },
       },
     }, async (request, reply) => {
-      const r = await rotateRefreshToken(ctx, request.body.refresh_token);
+      const r = await rotateRefreshToken(ctx, request.body.refresh_token, auditSource(request));
       return tokenResponse(reply, r.user, r.session, r.refreshToken);
     });
   });
@@ -104,9 +108,15 @@ export default async function authRoutes(root: FastifyInstance) {
         response: { 204: Type.Null({ description: 'Logged out' }), ...bodyErrors(403) },
       },
     }, async (request, reply) => {
-      if (request.auth) await revokeSession(ctx, request.auth.session.id, 'logout');
+      let userId: number | null = null;
+      let sessionId: string | null = null;
+      if (request.auth && await revokeSession(ctx, request.auth.session.id, 'logout')) {
+        userId = request.auth.user.id;
+        sessionId = request.auth.session.id;
+      }
       const presented = request.body.refresh_token;
-      if (presented) await revokeByRefreshToken(ctx, presented);
+      if (presented) userId = (await revokeByRefreshToken(ctx, presented)) ?? userId;
+      if (userId !== null) await audit(ctx, { ...auditSource(request, userId), action: 'logout', targetUserId: userId, details: { session_id: sessionId } });
       app.tokens.clearSessionCookie(reply);
       return reply.code(204).send(null);
     });
@@ -138,6 +148,7 @@ export default async function authRoutes(root: FastifyInstance) {
       const user = await updateProfile(ctx, auth(request).user.id, {
         firstName: b.first_name, lastName: b.last_name, phoneNumber: b.phone_number, address: b.address,
       });
+      await audit(ctx, { ...auditSource(request), action: 'profile.updated', targetUserId: user.id, details: { fields: Object.keys(b) } });
       return { user: publicUser(user) };
     });
 
@@ -173,6 +184,7 @@ export default async function authRoutes(root: FastifyInstance) {
     }, async (request, reply) => {
       const a = auth(request);
       if (!(await revokeOwnSession(ctx, a.user.id, request.params.id))) throw notFound('Session');
+      await audit(ctx, { ...auditSource(request), action: 'session.revoked', targetUserId: a.user.id, details: { session_id: request.params.id } });
       if (request.params.id === a.session.id) app.tokens.clearSessionCookie(reply);
       return reply.code(204).send(null);
     });
@@ -184,6 +196,7 @@ export default async function authRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       await resetUserAccess(ctx, auth(request).user.id, 'logout_all');
+      await audit(ctx, { ...auditSource(request), action: 'logout_all', targetUserId: auth(request).user.id });
       app.tokens.clearSessionCookie(reply);
       return reply.code(204).send(null);
     });

@@ -5,6 +5,8 @@ import { Type } from 'typebox';
 import { fresh, interactiveOnly } from '../../plugins/guards.js';
 import { createPersonalToken, listPersonalTokens, revokePersonalToken } from '../../security/access-tokens.js';
 import { bodyErrors, errors, Nullable, Timestamp, UuidParam } from '../../schemas/common.js';
+import { audit } from '../../security/audit.js';
+import { auditSource } from '../request-source.js';
 
 const TAG = ['auth'];
 const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
@@ -50,6 +52,7 @@ export default async function tokenRoutes(root: FastifyInstance) {
         name: request.body.name, expiresIn: request.body.expires_in, permissions: request.body.permissions,
         ip: request.ip, userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'] : null,
       });
+      await audit(ctx, { ...auditSource(request), action: 'token.created', targetUserId: request.auth!.user.id, details: { pat_id: t.id, name: t.name, permissions: t.permissions } });
       return reply.code(201).send({
         id: t.id, name: t.name, token: t.token, permissions: t.permissions,
         created_at: t.createdAt.toISOString(), expires_at: t.expiresAt?.toISOString() ?? null,
@@ -76,6 +79,7 @@ export default async function tokenRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       await revokePersonalToken(ctx, request.auth!.user.id, request.params.id);
+      await audit(ctx, { ...auditSource(request), action: 'token.revoked', targetUserId: request.auth!.user.id, details: { pat_id: request.params.id } });
       return reply.code(204).send(null);
     });
   });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
 import { personalAccessTokens } from '../../../src/db/schema/index.js';
 import { deactivateUser, resetUserAccess } from '../../../src/security/datastore.js';
-import { bearer, buildTestApp, createTestDatabase, envelopeOf, login, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
+import { bearer, buildTestApp, createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
 
 describe('personal access tokens (/auth/tokens)', () => {
   let database: TestDatabase;
@@ -144,5 +144,42 @@ describe('personal access tokens (/auth/tokens)', () => {
       expect(res.statusCode, JSON.stringify(payload)).toBe(400);
       expect(envelopeOf(res).code).toBe('VALIDATION_FAILED');
     }
+  });
+});
+
+describe('token and account actions are audited', () => {
+  let database: TestDatabase;
+  let t: TestApp;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    t = await buildTestApp(database);
+  });
+  afterAll(async () => {
+    await t.close();
+    await database.drop();
+  });
+
+  it('writes token.created and token.revoked without the token value', async () => {
+    const user = await makeUser(t.ctx);
+    const s = await login(t.app, user.email);
+    const tok = (await t.app.inject({ method: 'POST', url: '/auth/tokens', headers: bearer(s.access_token), payload: { name: 'audited' } })).json();
+    await t.app.inject({ method: 'DELETE', url: `/auth/tokens/${tok.id}`, headers: bearer(s.access_token) });
+    const rows = await t.db.sql`select action, details from audit_events where target_user_id = ${user.id} and action like 'token.%' order by id`;
+    expect(rows.map((r) => r.action)).toEqual(['token.created', 'token.revoked']);
+    expect(rows[0]!.details).toMatchObject({ pat_id: tok.id, name: 'audited' });
+    expect(JSON.stringify(rows)).not.toContain(tok.token);
+  });
+
+  it('writes session.verified and password.changed, never the passwords', async () => {
+    const user = await makeUser(t.ctx);
+    const s = await login(t.app, user.email);
+    const newPassword = 'Another-Quiet-Harbor-58';
+    expect((await t.app.inject({ method: 'POST', url: '/verify', headers: bearer(s.access_token), payload: { password: GOOD_PASSWORD } })).statusCode).toBe(200);
+    expect((await t.app.inject({ method: 'POST', url: '/change-password', headers: bearer(s.access_token), payload: { password: GOOD_PASSWORD, new_password: newPassword } })).statusCode).toBe(200);
+    const rows = await t.db.sql`select action, actor_id, details from audit_events where target_user_id = ${user.id} and action in ('session.verified', 'password.changed') order by id`;
+    expect(rows.map((r) => r.action)).toEqual(['session.verified', 'password.changed']);
+    expect(rows.every((r) => r.actor_id === user.id)).toBe(true);
+    expect(JSON.stringify(rows)).not.toContain(GOOD_PASSWORD);
+    expect(JSON.stringify(rows)).not.toContain(newPassword);
   });
 });

@@ -1,0 +1,91 @@
+// Terminal plumbing for the ops CLI: one-line error messages and passwords that never appear on the
+// command line (a no-echo prompt, or the first line of stdin with --password-stdin).
+import { AppError } from '../errors.js';
+
+/** A mistake in the command line itself: exit code 2. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
+
+/** The single line printed after "error: ". Validation failures name their fields. */
+export function errorLine(err: unknown): string {
+  if (err instanceof AppError) {
+    if (err.fields && Object.keys(err.fields).length) {
+      return oneLine(Object.entries(err.fields).map(([field, msgs]) => `${field || 'input'}: ${msgs.join(', ')}`).join('; '));
+    }
+    return oneLine(err.message);
+  }
+  if (err instanceof Error) {
+    // Drizzle wraps driver errors with the whole query in the message; the cause says what went wrong.
+    const cause = (err as { cause?: unknown }).cause;
+    const message = cause instanceof Error && err.message.startsWith('Failed query') ? cause.message : err.message;
+    return oneLine(message.split('\n')[0] ?? message) || err.name;
+  }
+  return oneLine(String(err));
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  let data = '';
+  stream.setEncoding('utf8');
+  for await (const chunk of stream) data += chunk as string;
+  return data;
+}
+
+/** Reads a line without echoing it (raw mode). Ctrl-C aborts. */
+function promptHidden(question: string): Promise<string> {
+  const stdin = process.stdin;
+  const out = process.stderr;
+  return new Promise((resolve, reject) => {
+    let value = '';
+    const finish = () => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      out.write('\n');
+    };
+    const onData = (chunk: string) => {
+      for (const ch of chunk) {
+        if (ch === '\r' || ch === '\n' || ch === '\u0004') {
+          finish();
+          resolve(value);
+          return;
+        }
+        if (ch === '\u0003') {
+          finish();
+          reject(new UsageError('cancelled'));
+          return;
+        }
+        if (ch === '\u007f' || ch === '\b') value = Array.from(value).slice(0, -1).join('');
+        else value += ch;
+      }
+    };
+    out.write(question);
+    stdin.setEncoding('utf8');
+    stdin.setRawMode(true);
+    stdin.resume();
+    stdin.on('data', onData);
+  });
+}
+
+/**
+ * The new password for `who`: the first line of stdin with --password-stdin, else a prompt (twice)
+ * when stdin is a terminal. Never an argument: argv is visible to every user of the machine.
+ */
+export async function readNewPassword(who: string, fromStdin: boolean): Promise<string> {
+  if (fromStdin) {
+    const line = (await readAll(process.stdin)).split('\n')[0]!.replace(/\r$/, '');
+    if (!line) throw new UsageError('no password on stdin');
+    return line;
+  }
+  if (!process.stdin.isTTY) throw new UsageError('a password is needed: pipe it with --password-stdin or run in a terminal');
+  const first = await promptHidden(`New password for ${who}: `);
+  const second = await promptHidden('Repeat it: ');
+  if (first !== second) throw new UsageError('the passwords do not match');
+  if (!first) throw new UsageError('empty password');
+  return first;
+}

@@ -1,0 +1,153 @@
+// The users module (/users): administration of accounts. County Admins work on every user; Department
+// Officers read the users of their own county only (others are 404, so ids do not leak).
+import type { FastifyInstance } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { ROLE_ADMIN, ROLE_OFFICER } from '../../db/seed.js';
+import { anyOf, countyRoleRequired, permissionsRequired, rolesAccepted } from '../../plugins/guards.js';
+import { bodyErrors, errors, IdParam } from '../../schemas/common.js';
+import { UserResponse } from '../../schemas/auth.js';
+import { CreateUserBody, PatchUserBody, UserListQuery, UserListResponse, UserRoleParams, UserRolesBody } from '../../schemas/admin.js';
+import {
+  activateAccount, createAccount, deactivateAccount, grantRole, listUsers, requireUserInScope, resetAccountAccess,
+  revokeRole, scopeOf, setAccountRoles, unlockAccount, updateAccount,
+} from '../../security/users.js';
+import { actorOf } from '../request-source.js';
+import { publicUser } from '../shape.js';
+
+const TAGS = ['users'];
+const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
+const DEFAULT_PER_PAGE = 20;
+
+// Admins anywhere; officers only with a county assigned (their scope). Everyone else: 403.
+const inUserScope = anyOf(rolesAccepted(ROLE_ADMIN), countyRoleRequired(ROLE_OFFICER));
+const canRead = [permissionsRequired('users:read'), inUserScope];
+const canWrite = [permissionsRequired('users:write'), inUserScope];
+// Granting roles is granting permissions: it needs roles:write as well.
+const canAssignRoles = [permissionsRequired('users:write', 'roles:write'), inUserScope];
+
+export default async function userRoutes(root: FastifyInstance) {
+  root.addHook('onRequest', root.requireAuth);
+  const app = root.withTypeProvider<TypeBoxTypeProvider>();
+  const ctx = app.security;
+
+  app.get('/users', {
+    preHandler: canRead,
+    schema: {
+      tags: TAGS, operationId: 'listUsers', summary: 'List users (paginated, filtered, sorted)', security: SECURED,
+      description: 'Officers see only the users of their own county. per_page is at most 100 (101 is 400).',
+      querystring: UserListQuery,
+      response: { 200: UserListResponse, ...errors(400, 401, 403) },
+    },
+  }, async (request) => {
+    const q = request.query;
+    const page = q.page ?? 1;
+    const perPage = q.per_page ?? DEFAULT_PER_PAGE;
+    const result = await listUsers(ctx, scopeOf(request.auth!.user), {
+      page, perPage, q: q.q, role: q.role, active: q.active, countyId: q.county_id, sort: q.sort,
+    });
+    return { users: result.users.map((u) => publicUser(u)), page, per_page: perPage, total: result.total };
+  });
+
+  app.post('/users', {
+    preHandler: canWrite,
+    schema: {
+      tags: TAGS, operationId: 'createUser', summary: 'Create a user', security: SECURED,
+      description: 'An unknown role is 400 (field roles); a taken email is 409 EMAIL_TAKEN; the password policy applies.',
+      body: CreateUserBody,
+      response: { 201: UserResponse, ...bodyErrors(401, 403, 409) },
+    },
+  }, async (request, reply) => {
+    const b = request.body;
+    const user = await createAccount(ctx, actorOf(request), {
+      email: b.email, password: b.password, firstName: b.first_name, lastName: b.last_name, phoneNumber: b.phone_number,
+      address: b.address, roles: b.roles, active: b.active, confirmed: b.confirmed, countyId: b.county_id, departmentId: b.department_id,
+    });
+    return reply.code(201).send({ user: publicUser(user) });
+  });
+
+  app.get('/users/:id', {
+    preHandler: canRead,
+    schema: {
+      tags: TAGS, operationId: 'getUser', summary: 'Read a user', security: SECURED,
+      params: IdParam,
+      response: { 200: UserResponse, ...errors(400, 401, 403, 404) },
+    },
+  }, async (request) => ({ user: publicUser(await requireUserInScope(ctx.db, scopeOf(request.auth!.user), request.params.id)) }));
+
+  app.patch('/users/:id', {
+    preHandler: canWrite,
+    schema: {
+      tags: TAGS, operationId: 'updateUser', summary: 'Update profile, county or department', security: SECURED,
+      description: "department_id must belong to the user's county (400 otherwise).",
+      params: IdParam,
+      body: PatchUserBody,
+      response: { 200: UserResponse, ...bodyErrors(401, 403, 404) },
+    },
+  }, async (request) => {
+    const b = request.body;
+    const user = await updateAccount(ctx, actorOf(request), request.params.id, {
+      firstName: b.first_name, lastName: b.last_name, phoneNumber: b.phone_number, address: b.address,
+      countyId: b.county_id, departmentId: b.department_id,
+    });
+    return { user: publicUser(user) };
+  });
+
+  const actions = [
+    {
+      path: 'deactivate', fn: deactivateAccount, operationId: 'deactivateUser', summary: 'Deactivate a user',
+      description: 'Every session and token of the user dies at once. You cannot deactivate yourself, nor the last active County Admin (409).',
+      statuses: [400, 401, 403, 404, 409],
+    },
+    { path: 'activate', fn: activateAccount, operationId: 'activateUser', summary: 'Activate a user', description: undefined, statuses: [400, 401, 403, 404] },
+    {
+      path: 'unlock', fn: unlockAccount, operationId: 'unlockUser', summary: 'Clear failed logins and lift a lockout',
+      description: 'Safe on an account that is not locked.', statuses: [400, 401, 403, 404],
+    },
+    {
+      path: 'reset-access', fn: resetAccountAccess, operationId: 'resetUserAccess', summary: 'Invalidate every session and token of a user',
+      description: 'Rotates fs_uniquifier and revokes every session (and, once it exists, two-factor authentication).',
+      statuses: [400, 401, 403, 404],
+    },
+  ] as const;
+  for (const a of actions) {
+    app.post(`/users/:id/${a.path}`, {
+      preHandler: canWrite,
+      schema: {
+        tags: TAGS, operationId: a.operationId, summary: a.summary, description: a.description, security: SECURED,
+        params: IdParam,
+        response: { 200: UserResponse, ...errors(...a.statuses) },
+      },
+    }, async (request) => ({ user: publicUser(await a.fn(ctx, actorOf(request), request.params.id)) }));
+  }
+
+  app.put('/users/:id/roles', {
+    preHandler: canAssignRoles,
+    schema: {
+      tags: TAGS, operationId: 'setUserRoles', summary: "Replace a user's roles", security: SECURED,
+      description: 'The full set of role names. An unknown role is 400 (field roles). Takes effect on the next request.',
+      params: IdParam,
+      body: UserRolesBody,
+      response: { 200: UserResponse, ...bodyErrors(401, 403, 404, 409) },
+    },
+  }, async (request) => ({ user: publicUser(await setAccountRoles(ctx, actorOf(request), request.params.id, request.body.roles)) }));
+
+  app.post('/users/:id/roles/:role', {
+    preHandler: canAssignRoles,
+    schema: {
+      tags: TAGS, operationId: 'addUserRole', summary: 'Give a user a role', security: SECURED,
+      description: 'Idempotent. An unknown role is 404.',
+      params: UserRoleParams,
+      response: { 200: UserResponse, ...errors(400, 401, 403, 404) },
+    },
+  }, async (request) => ({ user: publicUser(await grantRole(ctx, actorOf(request), request.params.id, request.params.role)) }));
+
+  app.delete('/users/:id/roles/:role', {
+    preHandler: canAssignRoles,
+    schema: {
+      tags: TAGS, operationId: 'removeUserRole', summary: 'Take a role from a user', security: SECURED,
+      description: 'Idempotent. An unknown role is 404; the last active County Admin keeps the role (409).',
+      params: UserRoleParams,
+      response: { 200: UserResponse, ...errors(400, 401, 403, 404, 409) },
+    },
+  }, async (request) => ({ user: publicUser(await revokeRole(ctx, actorOf(request), request.params.id, request.params.role)) }));
+}

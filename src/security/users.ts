@@ -1,0 +1,376 @@
+// User administration: the one code path behind the /users routes and the `users …` / `roles add|remove`
+// CLI commands. Each function checks the actor's scope, applies the rules (no self-deactivation, the last
+// active County Admin stays), makes the change and writes its audit row in one transaction.
+import { and, asc, count, desc, eq, ilike, inArray, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
+import { departments, roles, rolesUsers, users } from '../db/schema/index.js';
+import type { Database } from '../db/client.js';
+import { ROLE_ADMIN, ROLE_CITIZEN } from '../db/seed.js';
+import { AppError, forbidden, notFound, validationError } from '../errors.js';
+import { audit, type AuditSource } from './audit.js';
+import { checkPasswordPolicy } from './auth.js';
+import type { SecurityContext } from './context.js';
+import {
+  activateUser, addRoleToUser, createUser, deactivateUser, findRole, findUser, findUsers, mapUserWriteError,
+  removeRoleFromUser, resetUserAccess, setPassword, type UserRecord,
+} from './datastore.js';
+import { clearLoginFailures } from './lockout.js';
+
+type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
+type Db = Database | Tx;
+
+/**
+ * Which users an actor may see and manage. County Admins (and the ops CLI) work everywhere; everyone
+ * else works inside their own county, and without a county sees nobody.
+ */
+export type UserScope = { kind: 'all' } | { kind: 'county'; countyId: number | null };
+export const GLOBAL_SCOPE: UserScope = Object.freeze({ kind: 'all' });
+
+export function scopeOf(user: Pick<UserRecord, 'roles' | 'countyId'>): UserScope {
+  return user.roles.includes(ROLE_ADMIN) ? GLOBAL_SCOPE : { kind: 'county', countyId: user.countyId };
+}
+
+/** The caller of an administrative function: where the request came from, and their scope. */
+export interface Actor extends AuditSource {
+  scope: UserScope;
+}
+
+export const conflict = (message: string) => new AppError(409, 'CONFLICT', message);
+const OUTSIDE_COUNTY = 'You can only manage users of your own county';
+
+function scopeWhere(scope: UserScope): SQL | undefined {
+  if (scope.kind === 'all') return undefined;
+  return scope.countyId === null ? sql`false` : eq(users.countyId, scope.countyId);
+}
+
+function inScope(scope: UserScope, user: UserRecord): boolean {
+  return scope.kind === 'all' || (scope.countyId !== null && user.countyId === scope.countyId);
+}
+
+/** The user, or 404 when it does not exist or lies outside the scope (ids of other counties do not leak). */
+export async function requireUserInScope(db: Db, scope: UserScope, id: number): Promise<UserRecord> {
+  const user = await findUser(db, { id });
+  if (!user || !inScope(scope, user)) throw notFound('User');
+  return user;
+}
+
+/** Resolves the CLI's USER argument: a numeric id or an email address. */
+export async function resolveUser(db: Db, ref: string): Promise<UserRecord> {
+  const user = /^[0-9]{1,10}$/.test(ref) ? await findUser(db, { id: Number(ref) }) : await findUser(db, { email: ref });
+  if (!user) throw notFound('User');
+  return user;
+}
+
+// ---------------------------------------------------------------------------------------------- list
+
+export const USER_SORT_FIELDS = {
+  id: users.id,
+  email: users.email,
+  first_name: users.firstName,
+  last_name: users.lastName,
+  created_at: users.createdAt,
+  updated_at: users.updatedAt,
+  last_login_at: users.lastLoginAt,
+  current_login_at: users.currentLoginAt,
+  login_count: users.loginCount,
+} as const;
+export const MAX_PER_PAGE = 100;
+
+export interface UserListQuery {
+  page: number;
+  perPage: number;
+  /** substring of email, first name, last name or full name (case-insensitive) */
+  q?: string;
+  role?: string;
+  active?: boolean;
+  countyId?: number;
+  /** comma-separated fields of USER_SORT_FIELDS, `-` for descending: "email,-created_at" */
+  sort?: string;
+}
+
+const queryError = (field: string, message: string) => validationError({ [field]: [message] }, 'Query parameters are invalid');
+
+export function parseSort(sort: string | undefined): SQL[] {
+  const order: SQL[] = [];
+  const seen = new Set<string>();
+  for (const raw of (sort ?? '').split(',').map((s) => s.trim()).filter(Boolean)) {
+    const descending = raw.startsWith('-');
+    const name = descending ? raw.slice(1) : raw;
+    if (!Object.hasOwn(USER_SORT_FIELDS, name)) {
+      throw queryError('sort', `Unknown sort field "${name}"; use ${Object.keys(USER_SORT_FIELDS).join(', ')}`);
+    }
+    if (seen.has(name)) continue;
+    seen.add(name);
+    const column = USER_SORT_FIELDS[name as keyof typeof USER_SORT_FIELDS];
+    order.push(descending ? desc(column) : asc(column));
+  }
+  // A unique tiebreaker keeps pages stable.
+  if (!seen.has('id')) order.push(asc(users.id));
+  return order;
+}
+
+const likePattern = (q: string) => `%${q.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+export async function listUsers(ctx: Pick<SecurityContext, 'db'>, scope: UserScope, query: UserListQuery): Promise<{ users: UserRecord[]; total: number }> {
+  if (!Number.isInteger(query.page) || query.page < 1) throw queryError('page', 'Must be an integer of at least 1');
+  if (!Number.isInteger(query.perPage) || query.perPage < 1 || query.perPage > MAX_PER_PAGE) {
+    throw queryError('per_page', `Must be between 1 and ${MAX_PER_PAGE}`);
+  }
+  const orderBy = parseSort(query.sort);
+  const where: (SQL | undefined)[] = [scopeWhere(scope)];
+  if (query.q) {
+    const p = likePattern(query.q);
+    where.push(or(
+      ilike(users.email, p), ilike(users.firstName, p), ilike(users.lastName, p),
+      sql`(coalesce(${users.firstName}, '') || ' ' || coalesce(${users.lastName}, '')) ilike ${p}`,
+    ));
+  }
+  if (query.role !== undefined) {
+    where.push(inArray(users.id, ctx.db.select({ id: rolesUsers.userId }).from(rolesUsers)
+      .innerJoin(roles, eq(roles.id, rolesUsers.roleId)).where(eq(roles.name, query.role))));
+  }
+  if (query.active !== undefined) where.push(eq(users.active, query.active));
+  if (query.countyId !== undefined) where.push(eq(users.countyId, query.countyId));
+  const condition = and(...where);
+  const [rows, [totalRow]] = await Promise.all([
+    findUsers(ctx.db, { where: condition, orderBy, limit: query.perPage, offset: (query.page - 1) * query.perPage }),
+    ctx.db.select({ n: count() }).from(users).where(condition),
+  ]);
+  return { users: rows, total: totalRow?.n ?? 0 };
+}
+
+// ------------------------------------------------------------------------------------ create, update
+
+/** A department must belong to the user's county. */
+async function checkDepartment(db: Db, countyId: number | null, departmentId: number | null): Promise<void> {
+  if (departmentId === null) return;
+  const [dep] = await db.select({ countyId: departments.countyId }).from(departments).where(eq(departments.id, departmentId));
+  if (!dep) throw validationError({ department_id: ['Unknown department'] });
+  if (dep.countyId !== countyId) throw validationError({ department_id: ["The department does not belong to the user's county"] });
+}
+
+export interface NewAccount {
+  email: string;
+  password: string;
+  firstName?: string | null;
+  lastName?: string | null;
+  phoneNumber?: string | null;
+  address?: string | null;
+  /** role names; default Citizen. An unknown name is a validation error on `roles`. */
+  roles?: string[];
+  active?: boolean;
+  /** accounts made by an administrator count as confirmed unless this is false */
+  confirmed?: boolean;
+  countyId?: number | null;
+  departmentId?: number | null;
+}
+
+export async function createAccount(ctx: SecurityContext, actor: Actor, input: NewAccount): Promise<UserRecord> {
+  checkPasswordPolicy(ctx, 'password', input.password, input.email);
+  const roleNames = [...new Set(input.roles ?? [ROLE_CITIZEN])];
+  let countyId = input.countyId ?? null;
+  if (actor.scope.kind === 'county') {
+    if (countyId === null) countyId = actor.scope.countyId;
+    if (countyId === null || countyId !== actor.scope.countyId) throw validationError({ county_id: [OUTSIDE_COUNTY] });
+    if (roleNames.includes(ROLE_ADMIN)) throw forbidden(`Only a ${ROLE_ADMIN} can grant ${ROLE_ADMIN}`);
+  }
+  const departmentId = input.departmentId ?? null;
+  return ctx.db.transaction(async (tx) => {
+    await checkDepartment(tx, countyId, departmentId);
+    const user = await createUser(ctx, {
+      email: input.email,
+      password: input.password,
+      firstName: input.firstName,
+      lastName: input.lastName,
+      phoneNumber: input.phoneNumber,
+      address: input.address,
+      countyId,
+      departmentId,
+      active: input.active ?? true,
+      confirmedAt: input.confirmed === false ? null : ctx.clock.now(),
+      roles: roleNames,
+    }, tx);
+    await audit(ctx, {
+      ...actor, action: 'user.created', targetUserId: user.id,
+      details: { email: user.email, roles: user.roles, active: user.active, county_id: user.countyId, department_id: user.departmentId },
+    }, tx);
+    return user;
+  });
+}
+
+export interface AccountPatch {
+  firstName?: string | null;
+  lastName?: string | null;
+  phoneNumber?: string | null;
+  address?: string | null;
+  countyId?: number | null;
+  departmentId?: number | null;
+}
+
+const PATCH_COLUMNS = {
+  firstName: 'first_name', lastName: 'last_name', phoneNumber: 'phone_number', address: 'address',
+  countyId: 'county_id', departmentId: 'department_id',
+} as const satisfies Record<keyof AccountPatch, string>;
+
+export async function updateAccount(ctx: SecurityContext, actor: Actor, id: number, patch: AccountPatch): Promise<UserRecord> {
+  try {
+    return await ctx.db.transaction(async (tx) => {
+      await tx.select({ id: users.id }).from(users).where(eq(users.id, id)).for('update');
+      const user = await requireUserInScope(tx, actor.scope, id);
+      if (actor.scope.kind === 'county' && patch.countyId !== undefined && patch.countyId !== actor.scope.countyId) {
+        throw validationError({ county_id: [OUTSIDE_COUNTY] });
+      }
+      const changed = (Object.keys(PATCH_COLUMNS) as (keyof AccountPatch)[])
+        .filter((k) => patch[k] !== undefined && patch[k] !== user[k]);
+      if (!changed.length) return user;
+      const countyId = patch.countyId !== undefined ? patch.countyId : user.countyId;
+      const departmentId = patch.departmentId !== undefined ? patch.departmentId : user.departmentId;
+      if (changed.includes('countyId') || changed.includes('departmentId')) {
+        if (departmentId !== null && patch.departmentId === undefined && countyId !== user.countyId) {
+          throw validationError({ department_id: ["The user's department belongs to the old county: send department_id (or null) with county_id"] });
+        }
+        await checkDepartment(tx, countyId, departmentId);
+      }
+      const values = Object.fromEntries(changed.map((k) => [k, patch[k]]));
+      await tx.update(users).set({ ...values, updatedAt: ctx.clock.now() }).where(eq(users.id, id));
+      const details: Record<string, unknown> = { fields: changed.map((k) => PATCH_COLUMNS[k]) };
+      for (const k of ['countyId', 'departmentId'] as const) {
+        if (changed.includes(k)) details[PATCH_COLUMNS[k]] = { from: user[k], to: patch[k] };
+      }
+      await audit(ctx, { ...actor, action: 'user.updated', targetUserId: id, details }, tx);
+      return (await findUser(tx, { id }))!;
+    });
+  } catch (err) {
+    throw mapUserWriteError(err);
+  }
+}
+
+// ------------------------------------------------------------------------------------ admin actions
+
+/**
+ * Serialises every change that can reduce the number of active County Admins, so two admins
+ * deactivating each other at the same moment cannot leave none.
+ */
+async function lockAdminCount(tx: Tx): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(7263002)`);
+}
+
+async function assertAnotherActiveAdmin(tx: Tx, userId: number): Promise<void> {
+  const [row] = await tx.select({ n: count() }).from(rolesUsers)
+    .innerJoin(roles, eq(roles.id, rolesUsers.roleId)).innerJoin(users, eq(users.id, rolesUsers.userId))
+    .where(and(eq(roles.name, ROLE_ADMIN), eq(users.active, true), ne(users.id, userId)));
+  if (!row || row.n === 0) throw conflict(`This is the last active ${ROLE_ADMIN}; make someone else ${ROLE_ADMIN} first`);
+}
+
+export async function deactivateAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
+  return ctx.db.transaction(async (tx) => {
+    await lockAdminCount(tx);
+    const user = await requireUserInScope(tx, actor.scope, id);
+    if (actor.actorId === id) throw conflict('You cannot deactivate your own account');
+    if (!user.active) return user;
+    if (user.roles.includes(ROLE_ADMIN)) await assertAnotherActiveAdmin(tx, id);
+    const updated = await deactivateUser(ctx, id, tx);
+    await audit(ctx, { ...actor, action: 'user.deactivated', targetUserId: id }, tx);
+    return updated;
+  });
+}
+
+export async function activateAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
+  return ctx.db.transaction(async (tx) => {
+    const user = await requireUserInScope(tx, actor.scope, id);
+    if (user.active) return user;
+    const updated = await activateUser(ctx, id, tx);
+    await audit(ctx, { ...actor, action: 'user.activated', targetUserId: id }, tx);
+    return updated;
+  });
+}
+
+/** Clears failed-login state (see security/lockout.ts). Safe to call on an account that is not locked. */
+export async function unlockAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
+  return ctx.db.transaction(async (tx) => {
+    const user = await requireUserInScope(tx, actor.scope, id);
+    const lifted = await clearLoginFailures(ctx, id, tx);
+    await audit(ctx, { ...actor, action: 'user.unlocked', targetUserId: id, details: { lock_lifted: lifted } }, tx);
+    return user;
+  });
+}
+
+/**
+ * Rotates fs_uniquifier and revokes every session: every token and cookie of the user dies.
+ * TODO(2fa): also disable two-factor authentication and drop recovery codes once 2FA exists.
+ */
+export async function resetAccountAccess(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
+  return ctx.db.transaction(async (tx) => {
+    await requireUserInScope(tx, actor.scope, id);
+    await resetUserAccess(ctx, id, 'reset_access', tx);
+    await audit(ctx, { ...actor, action: 'user.access_reset', targetUserId: id }, tx);
+    return (await findUser(tx, { id }))!;
+  });
+}
+
+/** An administrator sets a password (policy applies); every session of the user ends. */
+export async function setAccountPassword(ctx: SecurityContext, actor: Actor, id: number, password: string): Promise<UserRecord> {
+  const user = await requireUserInScope(ctx.db, actor.scope, id);
+  checkPasswordPolicy(ctx, 'password', password, user.email);
+  return ctx.db.transaction(async (tx) => {
+    await setPassword(ctx, id, password, tx);
+    await resetUserAccess(ctx, id, 'password_set', tx);
+    await audit(ctx, { ...actor, action: 'user.password_set', targetUserId: id }, tx);
+    return (await findUser(tx, { id }))!;
+  });
+}
+
+// ------------------------------------------------------------------------------------------- roles
+
+async function auditRoleChange(ctx: SecurityContext, actor: Actor, tx: Tx, id: number, added: string[], removed: string[]) {
+  if (!added.length && !removed.length) return;
+  await audit(ctx, { ...actor, action: 'user.roles_changed', targetUserId: id, details: { added, removed } }, tx);
+}
+
+function checkAdminGrant(actor: Actor, names: string[]) {
+  if (actor.scope.kind !== 'all' && names.includes(ROLE_ADMIN)) throw forbidden(`Only a ${ROLE_ADMIN} can grant or revoke ${ROLE_ADMIN}`);
+}
+
+/** Replaces the user's roles with exactly `names`. An unknown name is a validation error on `roles`. */
+export async function setAccountRoles(ctx: SecurityContext, actor: Actor, id: number, names: string[]): Promise<UserRecord> {
+  const wanted = [...new Set(names)];
+  return ctx.db.transaction(async (tx) => {
+    await lockAdminCount(tx);
+    const user = await requireUserInScope(tx, actor.scope, id);
+    const rows = wanted.length ? await tx.select().from(roles).where(inArray(roles.name, wanted)) : [];
+    const missing = wanted.filter((n) => !rows.some((r) => r.name === n));
+    if (missing.length) throw validationError({ roles: [`Unknown role: ${missing.join(', ')}`] });
+    const added = wanted.filter((n) => !user.roles.includes(n)).sort();
+    const removed = user.roles.filter((n) => !wanted.includes(n)).sort();
+    checkAdminGrant(actor, [...added, ...removed]);
+    if (removed.includes(ROLE_ADMIN) && user.active) await assertAnotherActiveAdmin(tx, id);
+    const keep = rows.map((r) => r.id);
+    await tx.delete(rolesUsers).where(and(eq(rolesUsers.userId, id), keep.length ? notInArray(rolesUsers.roleId, keep) : undefined));
+    if (keep.length) await tx.insert(rolesUsers).values(keep.map((roleId) => ({ userId: id, roleId }))).onConflictDoNothing();
+    await auditRoleChange(ctx, actor, tx, id, added, removed);
+    return (await findUser(tx, { id }))!;
+  });
+}
+
+/** Adds one role (idempotent). An unknown role is 404. */
+export async function grantRole(ctx: SecurityContext, actor: Actor, id: number, name: string): Promise<UserRecord> {
+  return ctx.db.transaction(async (tx) => {
+    await requireUserInScope(tx, actor.scope, id);
+    if (!(await findRole(tx, name))) throw notFound('Role');
+    checkAdminGrant(actor, [name]);
+    if (await addRoleToUser(tx, id, name)) await auditRoleChange(ctx, actor, tx, id, [name], []);
+    return (await findUser(tx, { id }))!;
+  });
+}
+
+/** Removes one role (idempotent). An unknown role is 404; the last active County Admin keeps the role. */
+export async function revokeRole(ctx: SecurityContext, actor: Actor, id: number, name: string): Promise<UserRecord> {
+  return ctx.db.transaction(async (tx) => {
+    await lockAdminCount(tx);
+    const user = await requireUserInScope(tx, actor.scope, id);
+    if (!(await findRole(tx, name))) throw notFound('Role');
+    checkAdminGrant(actor, [name]);
+    if (name === ROLE_ADMIN && user.active && user.roles.includes(ROLE_ADMIN)) await assertAnotherActiveAdmin(tx, id);
+    if (await removeRoleFromUser(tx, id, name)) await auditRoleChange(ctx, actor, tx, id, [], [name]);
+    return (await findUser(tx, { id }))!;
+  });
+}

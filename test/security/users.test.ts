@@ -1,0 +1,77 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { NO_SOURCE } from '../../src/security/audit.js';
+import {
+  deactivateAccount, GLOBAL_SCOPE, listUsers, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
+} from '../../src/security/users.js';
+import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
+
+const actor = (id: number | null, scope = GLOBAL_SCOPE): Actor => ({ ...NO_SOURCE, actorId: id, scope });
+
+describe('security/users', () => {
+  let database: TestDatabase;
+  let t: TestApp;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    t = await buildTestApp(database);
+  });
+  afterAll(async () => {
+    await t.close();
+    await database.drop();
+  });
+
+  const activeAdmins = async () =>
+    (await t.db.sql`select count(*)::int as n from roles_users ru join roles r on r.id = ru.role_id join users u on u.id = ru.user_id
+      where r.name = 'County Admin' and u.active`)[0]!.n as number;
+
+  it('scopeOf: County Admin everywhere; others in their county; no county, nobody', async () => {
+    expect(scopeOf({ roles: ['County Admin'], countyId: 3 })).toEqual({ kind: 'all' });
+    expect(scopeOf({ roles: ['Department Officer'], countyId: 3 })).toEqual({ kind: 'county', countyId: 3 });
+    const u = await makeUser(t.ctx, { countyId: 1 });
+    await expect(requireUserInScope(t.db.db, { kind: 'county', countyId: 2 }, u.id)).rejects.toMatchObject({ statusCode: 404 });
+    await expect(requireUserInScope(t.db.db, { kind: 'county', countyId: null }, u.id)).rejects.toMatchObject({ statusCode: 404 });
+    expect((await requireUserInScope(t.db.db, { kind: 'county', countyId: 1 }, u.id)).id).toBe(u.id);
+    const nobody = await listUsers(t.ctx, { kind: 'county', countyId: null }, { page: 1, perPage: 10 });
+    expect(nobody).toEqual({ users: [], total: 0 });
+  });
+
+  it('listUsers validates its own input (the CLI has no schema in front of it)', async () => {
+    await expect(listUsers(t.ctx, GLOBAL_SCOPE, { page: 1, perPage: 101 })).rejects.toMatchObject({ statusCode: 400, fields: { per_page: expect.any(Array) } });
+    await expect(listUsers(t.ctx, GLOBAL_SCOPE, { page: 0, perPage: 10 })).rejects.toMatchObject({ fields: { page: expect.any(Array) } });
+    await expect(listUsers(t.ctx, GLOBAL_SCOPE, { page: 1, perPage: 10, sort: 'password' })).rejects.toMatchObject({ fields: { sort: expect.any(Array) } });
+  });
+
+  it('two admins deactivating each other at the same moment: exactly one succeeds, one admin remains', async () => {
+    expect(await activeAdmins()).toBe(0);
+    const a = await makeUser(t.ctx, { roles: ['County Admin'] });
+    const b = await makeUser(t.ctx, { roles: ['County Admin'] });
+    for (let round = 0; round < 3; round++) {
+      const results = await Promise.allSettled([
+        deactivateAccount(t.ctx, actor(a.id), b.id),
+        deactivateAccount(t.ctx, actor(b.id), a.id),
+      ]);
+      expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+      expect(rejected.reason).toMatchObject({ statusCode: 409, code: 'CONFLICT' });
+      expect(await activeAdmins()).toBe(1);
+      await t.db.sql`update users set active = true where id in (${a.id}, ${b.id})`;
+    }
+  });
+
+  it('the last admin cannot be deactivated or demoted even by the CLI (no actor)', async () => {
+    const [other] = await t.db.sql`select u.id from users u join roles_users ru on ru.user_id = u.id join roles r on r.id = ru.role_id where r.name = 'County Admin' order by u.id desc limit 1`;
+    await deactivateAccount(t.ctx, actor(null), other!.id as number);
+    const [last] = await t.db.sql`select u.id from users u join roles_users ru on ru.user_id = u.id join roles r on r.id = ru.role_id where r.name = 'County Admin' and u.active`;
+    const id = last!.id as number;
+    await expect(deactivateAccount(t.ctx, actor(null), id)).rejects.toMatchObject({ statusCode: 409 });
+    await expect(revokeRole(t.ctx, actor(null), id, 'County Admin')).rejects.toMatchObject({ statusCode: 409 });
+    await expect(setAccountRoles(t.ctx, actor(null), id, [])).rejects.toMatchObject({ statusCode: 409 });
+    expect(await activeAdmins()).toBe(1);
+  });
+
+  it('a county-scoped actor cannot grant or revoke County Admin', async () => {
+    const u = await makeUser(t.ctx, { countyId: 1 });
+    const scoped = actor(null, { kind: 'county', countyId: 1 });
+    await expect(setAccountRoles(t.ctx, scoped, u.id, ['County Admin'])).rejects.toMatchObject({ statusCode: 403 });
+    expect((await setAccountRoles(t.ctx, scoped, u.id, ['Department Officer'])).roles).toEqual(['Department Officer']);
+  });
+});
