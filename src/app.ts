@@ -15,9 +15,11 @@ import securityHeaders from './plugins/security-headers.js';
 import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
 import outboxWorkerPlugin from './plugins/outbox-worker.js';
+import rateLimitPlugin from './plugins/rate-limit.js';
 import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/tokens.js';
+import twoFactorRoutes from './routes/auth/two-factor.js';
 import mainRoutes from './routes/main/index.js';
 import userRoutes from './routes/users/index.js';
 import roleRoutes from './routes/roles/index.js';
@@ -60,7 +62,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       ...(deps.logger ? { stream: deps.logger } : {}),
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrf-token"]', 'res.headers["set-cookie"]',
-          '*.password', '*.new_password', '*.refresh_token', '*.access_token', '*.token', '*.csrf_token'],
+          '*.password', '*.new_password', '*.refresh_token', '*.access_token', '*.token', '*.csrf_token',
+          '*.tf_token', '*.tf_setup_token', '*.code', '*.secret', '*.recovery_codes'],
         censor: '[redacted]',
       },
       serializers: {
@@ -85,6 +88,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   for (const schema of [...SHARED_SCHEMAS, ...ADMIN_SCHEMAS]) app.addSchema(schema);
 
   await app.register(errorsPlugin);
+  // Graceful shutdown: close() lets in-flight requests finish; their responses then tell keep-alive
+  // clients to go (Connection: close), so the server is closed as soon as they are answered instead
+  // of waiting for idle sockets to time out.
+  let closing = false;
+  app.addHook('preClose', (done) => {
+    closing = true;
+    done();
+  });
+  app.addHook('onSend', (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  });
   await app.register(securityHeaders, { config });
   // Credentialed CORS for the allow-listed SPA origins only; without a list no CORS headers at all.
   if (config.CORS_ORIGINS.length) {
@@ -99,6 +114,9 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   }
   await app.register(openapiPlugin, { config });
   await app.register(authenticationPlugin, { security: securityContext(config, deps), dbUrl: deps.db.url });
+  // Per-IP limits (global, and stricter per route class) before any route work; after CORS so a 429
+  // still carries the CORS headers an SPA needs to read it.
+  await app.register(rateLimitPlugin);
   await app.register(outboxWorkerPlugin);
 
   await app.register(mainRoutes);
@@ -109,5 +127,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(roleRoutes);
   await app.register(orgRoutes);
   await app.register(auditRoutes);
+  await app.register(twoFactorRoutes);
   return app;
 }

@@ -91,7 +91,11 @@ export const EnvSchema = Type.Object({
   SECURITY_LOCKOUT_THRESHOLD: Int(1, 1000),
   SECURITY_LOCKOUT_WINDOW: Duration,
   SECURITY_LOCKOUT_DURATION: Duration,
+  SECURITY_LOCKOUT_MAX_DURATION: Duration,
+  SECURITY_TWO_FACTOR_TOKEN_WITHIN: Duration,
+  SECURITY_TOTP_ISSUER: Type.String({ minLength: 1, maxLength: 64, pattern: '^[^:]+$' }),
   RATE_LIMIT_ENABLED: Bool,
+  RATE_LIMIT_STORE: Type.Union([Type.Literal('postgres'), Type.Literal('memory')]),
   RATE_LIMIT_AUTH: Rate,
   RATE_LIMIT_REFRESH: Rate,
   RATE_LIMIT_TOTP: Rate,
@@ -171,7 +175,11 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   SECURITY_LOCKOUT_THRESHOLD: 10,
   SECURITY_LOCKOUT_WINDOW: '15m',
   SECURITY_LOCKOUT_DURATION: '15m',
+  SECURITY_LOCKOUT_MAX_DURATION: '24h',
+  SECURITY_TWO_FACTOR_TOKEN_WITHIN: '5m',
+  SECURITY_TOTP_ISSUER: 'County Services',
   RATE_LIMIT_ENABLED: true,
+  RATE_LIMIT_STORE: 'postgres',
   RATE_LIMIT_AUTH: '30/5m',
   RATE_LIMIT_REFRESH: '150/5m',
   RATE_LIMIT_TOTP: '15/1m',
@@ -207,7 +215,8 @@ const DURATION_KEYS = [
   'SECURITY_REFRESH_GRACE_PERIOD', 'SECURITY_FRESHNESS', 'SECURITY_RESET_PASSWORD_WITHIN',
   'SECURITY_CONFIRM_EMAIL_WITHIN', 'PERMANENT_SESSION_LIFETIME', 'SECURITY_LOCKOUT_WINDOW',
   'SECURITY_LOCKOUT_DURATION', 'AUTH_CACHE_TTL', 'SECURITY_CHANGE_EMAIL_WITHIN', 'OUTBOX_POLL_INTERVAL',
-  'OUTBOX_RETRY_BACKOFF', 'OUTBOX_LEASE', 'OUTBOX_RETENTION',
+  'OUTBOX_RETRY_BACKOFF', 'OUTBOX_LEASE', 'OUTBOX_RETENTION', 'SECURITY_LOCKOUT_MAX_DURATION',
+  'SECURITY_TWO_FACTOR_TOKEN_WITHIN',
 ] as const;
 const RATE_KEYS = ['RATE_LIMIT_AUTH', 'RATE_LIMIT_REFRESH', 'RATE_LIMIT_TOTP', 'RATE_LIMIT_GLOBAL'] as const;
 const LIST_KEYS = ['SECRET_KEY_FALLBACKS', 'SECURITY_PASSWORD_SALT_FALLBACKS', 'SECURITY_TWO_FACTOR_REQUIRED_ROLES', 'CORS_ORIGINS'] as const;
@@ -315,6 +324,15 @@ export function loadConfig(env: Record<string, string | undefined> = readEnviron
   if (!/^https?:\/\/[^\s/?#]+/.test(e.SECURITY_LINK_BASE_URL)) throw new ConfigError('SECURITY_LINK_BASE_URL: must be an http(s) URL');
   if (parseDuration(e.OUTBOX_POLL_INTERVAL) < 1 || parseDuration(e.OUTBOX_LEASE) < 10) {
     throw new ConfigError('OUTBOX_POLL_INTERVAL / OUTBOX_LEASE: at least 1 s / 10 s');
+  }
+  if (parseDuration(e.SECURITY_LOCKOUT_MAX_DURATION) < parseDuration(e.SECURITY_LOCKOUT_DURATION)) {
+    throw new ConfigError('SECURITY_LOCKOUT_MAX_DURATION: must be at least SECURITY_LOCKOUT_DURATION');
+  }
+  const tfWithin = parseDuration(e.SECURITY_TWO_FACTOR_TOKEN_WITHIN);
+  if (tfWithin < 30 || tfWithin > 3600) throw new ConfigError('SECURITY_TWO_FACTOR_TOKEN_WITHIN: between 30 s and 1 h');
+  for (const k of RATE_KEYS) {
+    const r = parseRate(e[k]);
+    if (r.max < 1 || r.windowSeconds < 1) throw new ConfigError(`${k}: needs at least 1 request per at least 1 s`);
   }
   const corsOrigins = parseList(e.CORS_ORIGINS);
   if (corsOrigins.includes('*')) throw new ConfigError('CORS_ORIGINS: "*" is not allowed with credentialed CORS; list the origins');

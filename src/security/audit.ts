@@ -11,8 +11,7 @@ type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Db = Database | Tx;
 
 /**
- * The actions written today. Other modules add their own (password.reset, email.confirmed,
- * account.locked, tf.enabled, …): any `noun.verb` string is accepted.
+ * The actions written today (the README's audit table lists them); any `noun.verb` string is accepted.
  */
 export const AUDIT_ACTIONS = [
   'login.succeeded', 'login.failed', 'logout', 'logout_all', 'session.revoked', 'refresh_token.reused',
@@ -23,6 +22,8 @@ export const AUDIT_ACTIONS = [
   'county.created', 'department.created',
   'password.reset_requested', 'password.reset', 'password.changed', 'email.confirmed', 'email.change_requested',
   'email.changed', 'session.verified', 'token.created', 'token.revoked',
+  'account.locked', 'login.second_factor_required', 'login.second_factor_setup_required',
+  'tf.enabled', 'tf.disabled', 'tf.recovery_codes_regenerated', 'tf.recovery_code_used',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number] | (string & {});
 

@@ -114,8 +114,7 @@ export class AuthCache {
   }
 
   /** Registers a marker and returns a promise resolved when the listener sees it (or on timeout). */
-  expectSync(timeoutMs: number): { token: string; seen: Promise<boolean> } {
-    const token = randomUUID();
+  expectSync(timeoutMs: number, token: string = randomUUID()): { token: string; seen: Promise<boolean> } {
     const seen = new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => {
         this.pendingSyncs.delete(token);
@@ -130,6 +129,18 @@ export class AuthCache {
     return { token, seen };
   }
 }
+
+/**
+ * The caches of every listener of this process that is up, by database. Several instances can share a process
+ * (tests, embedded setups); a marker reaches all of them, so a sync waits for each one, not only its
+ * own: each then has applied every invalidation committed before the marker.
+ */
+const liveCaches = new Map<string, Set<AuthCache>>();
+const peers = (url: string) => {
+  let set = liveCaches.get(url);
+  if (!set) liveCaches.set(url, (set = new Set()));
+  return set;
+};
 
 export interface AuthListener {
   /** sends a marker through PostgreSQL and waits until this instance's listener receives it */
@@ -158,6 +169,7 @@ export function startAuthListener(url: string, cache: AuthCache, log: { warn: (m
       connection: { application_name: 'county-services-listener' },
       onclose: () => {
         if (closed || conn !== sql) return;
+        peers(url).delete(cache);
         cache.setListening(false);
         conn = undefined;
         void sql.end({ timeout: 0 }).catch(() => undefined);
@@ -171,6 +183,7 @@ export function startAuthListener(url: string, cache: AuthCache, log: { warn: (m
       if (closed) return;
       attempt = 0;
       cache.setListening(true);
+      peers(url).add(cache);
     } catch {
       if (conn === sql) conn = undefined;
       await sql.end({ timeout: 0 }).catch(() => undefined);
@@ -197,6 +210,7 @@ export function startAuthListener(url: string, cache: AuthCache, log: { warn: (m
     async sync(sql) {
       if (!cache.enabled) return;
       const { token, seen } = cache.expectSync(500);
+      const others = [...peers(url)].filter((c) => c !== cache && c.enabled).map((c) => ({ c, seen: c.expectSync(500, token).seen }));
       try {
         await sql`select pg_notify(${AUTH_CHANNEL}, ${'sync:' + token})`;
       } catch {
@@ -206,6 +220,7 @@ export function startAuthListener(url: string, cache: AuthCache, log: { warn: (m
         // Our own marker did not come back in time: something is wrong with the listener, so trust nothing cached.
         cache.clear();
       }
+      for (const o of others) if (!(await o.seen)) o.c.clear();
       // Let the rest of this I/O round run first: other listeners in this process (another instance
       // in the same process, as in tests) may have received the invalidation in the same batch.
       await new Promise((resolve) => setImmediate(resolve));
@@ -213,6 +228,7 @@ export function startAuthListener(url: string, cache: AuthCache, log: { warn: (m
     async close() {
       closed = true;
       if (retry) clearTimeout(retry);
+      peers(url).delete(cache);
       cache.setListening(false);
       const c = conn;
       conn = undefined;

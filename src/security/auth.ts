@@ -9,6 +9,7 @@ import { createUser, findUser, normalizeEmail, type CreateUserInput, type UserRe
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { ROLE_CITIZEN } from '../db/seed.js';
 import { queueRegistrationMail } from './confirmable.js';
+import { accountLocked, lockedFor, recordLoginFailure } from './lockout.js';
 
 export const invalidCredentials = () => new AppError(401, 'INVALID_CREDENTIALS', 'Invalid email or password');
 
@@ -16,6 +17,11 @@ export const invalidCredentials = () => new AppError(401, 'INVALID_CREDENTIALS',
  * Checks an email/password pair. Unknown email and wrong password cost the same bcrypt work and
  * produce the same error; whether the account is disabled or unconfirmed is only said after a
  * correct password (and not even then in generic-responses mode).
+ *
+ * Lockout (security/lockout.ts) comes first: a locked address is refused (429 ACCOUNT_LOCKED) even
+ * with the right password, after the same bcrypt work, whether or not it has an account. Every
+ * failure counts towards the address's lockout; the caller clears the count once the whole login
+ * (the second factor included) has succeeded.
  */
 export async function checkCredentials(ctx: SecurityContext, email: string, password: string, source: AuditSource = NO_SOURCE): Promise<UserRecord> {
   // Every refusal is recorded with its reason (never the password); the response stays generic.
@@ -23,13 +29,23 @@ export async function checkCredentials(ctx: SecurityContext, email: string, pass
     await audit(ctx, { ...source, action: 'login.failed', targetUserId: userId, details: { email: normalizeEmail(email), reason } });
     throw error;
   };
+  // A locked address is refused before the password is looked at, with the same bcrypt work.
+  const lockedSeconds = await lockedFor(ctx, email);
+  if (lockedSeconds > 0) {
+    await ctx.passwords.dummyVerify(password);
+    return refuse('locked', accountLocked(lockedSeconds));
+  }
   const user = await findUser(ctx.db, { email });
   if (!user) {
     await ctx.passwords.dummyVerify(password);
+    await recordLoginFailure(ctx, email, source);
     return refuse('unknown_user', invalidCredentials());
   }
   const { ok, needsRehash } = await ctx.passwords.verify(password, user.password);
-  if (!ok) return refuse('bad_password', invalidCredentials(), user.id);
+  if (!ok) {
+    await recordLoginFailure(ctx, email, source);
+    return refuse('bad_password', invalidCredentials(), user.id);
+  }
   if (needsRehash) {
     const hash = await ctx.passwords.hash(password);
     await ctx.db.update(users).set({ password: hash }).where(eq(users.id, user.id));

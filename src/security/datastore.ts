@@ -2,7 +2,7 @@
 // user" is one code path whether it comes from HTTP or a terminal.
 import { and, asc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
-import { roles, rolesUsers, sessions, users, type RoleRow, type UserRow } from '../db/schema/index.js';
+import { roles, rolesUsers, sessions, twoFactorChallenges, users, type RoleRow, type UserRow } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
 import { AppError, emailTaken, notFound, pgError, validationError } from '../errors.js';
 import type { SecurityContext } from './context.js';
@@ -170,18 +170,32 @@ export async function deactivateUser(ctx: SecurityContext, userId: number, db?: 
 
 /**
  * Flask-Security's set_uniquifier: a new fs_uniquifier invalidates every token ever issued to the
- * user, and every session row is revoked so cookie sessions die too.
+ * user (pending two-factor logins too), and every session row is revoked so cookie sessions die too.
+ *
+ * The admin's reset-access (reason 'reset_access', the default) also switches two-factor
+ * authentication off (secret and recovery codes gone), for an account whose owner lost the device or
+ * whose factors may be compromised. Logout-all, password change and password reset keep 2FA: a
+ * password reset never bypasses the second factor.
  */
-export async function resetUserAccess(ctx: SecurityContext, userId: number, reason = 'reset_access', db?: Db): Promise<void> {
+export async function resetUserAccess(ctx: SecurityContext, userId: number, reason = 'reset_access', db?: Db,
+  opts: { revokeTwoFactor?: boolean } = {}): Promise<{ twoFactorRevoked: boolean }> {
   const now = ctx.clock.now();
+  const revokeTwoFactor = opts.revokeTwoFactor ?? reason === 'reset_access';
   const work = async (tx: Db) => {
-    const updated = await tx.update(users).set({ fsUniquifier: newUniquifier(), updatedAt: now })
-      .where(eq(users.id, userId)).returning({ id: users.id });
+    const [before] = revokeTwoFactor
+      ? await tx.select({ method: users.tfPrimaryMethod }).from(users).where(eq(users.id, userId)).for('update')
+      : [];
+    const updated = await tx.update(users).set({
+      fsUniquifier: newUniquifier(), updatedAt: now,
+      ...(revokeTwoFactor ? { tfPrimaryMethod: null, tfTotpSecret: null, tfTotpLastStep: null, tfRecoveryCodes: null } : {}),
+    }).where(eq(users.id, userId)).returning({ id: users.id });
     if (!updated.length) throw notFound('User');
     await revokeUserSessions(tx, userId, reason, now);
+    await tx.delete(twoFactorChallenges).where(eq(twoFactorChallenges.userId, userId));
+    // the caller audits the reset; it learns here whether two-factor authentication went with it
+    return { twoFactorRevoked: before?.method != null };
   };
-  if (db) await work(db);
-  else await ctx.db.transaction(work);
+  return db ? work(db) : ctx.db.transaction(work);
 }
 export const setUniquifier = resetUserAccess;
 

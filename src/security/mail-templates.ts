@@ -111,6 +111,13 @@ export const templates = {
     { p: `The email address of your County Services account was changed to ${d.maskedNew}. This address will no longer receive messages about the account.` },
     { p: 'If you did not do this, contact the county at once.' },
   ]),
+
+  account_locked: (d: { name: string | null; until: string; resetLink: string | null; within: string }) => compose(
+    'Sign-in to your account was paused', d.name, [
+      { p: `There were too many failed attempts to sign in to your County Services account, so sign-in is paused until ${d.until} (UTC).` },
+      { p: 'If it was you, wait until then. If it was not, someone may be guessing your password: choose a new one.' },
+      ...(d.resetLink ? [{ link: d.resetLink, label: 'Reset my password' }, { p: `The link is valid for ${d.within}.` }] : []),
+    ]),
 } as const;
 
 export type MailTemplate = keyof typeof templates;

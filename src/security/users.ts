@@ -13,7 +13,7 @@ import {
   activateUser, addRoleToUser, createUser, deactivateUser, findRole, findUser, findUsers, mapUserWriteError,
   removeRoleFromUser, resetUserAccess, setPassword, type UserRecord,
 } from './datastore.js';
-import { clearLoginFailures } from './lockout.js';
+import { unlockEmail } from './lockout.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Db = Database | Tx;
@@ -288,7 +288,7 @@ export async function activateAccount(ctx: SecurityContext, actor: Actor, id: nu
 export async function unlockAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
   return ctx.db.transaction(async (tx) => {
     const user = await requireUserInScope(tx, actor.scope, id);
-    const lifted = await clearLoginFailures(ctx, id, tx);
+    const lifted = await unlockEmail(ctx, user.email);
     await audit(ctx, { ...actor, action: 'user.unlocked', targetUserId: id, details: { lock_lifted: lifted } }, tx);
     return user;
   });
@@ -296,13 +296,13 @@ export async function unlockAccount(ctx: SecurityContext, actor: Actor, id: numb
 
 /**
  * Rotates fs_uniquifier and revokes every session: every token and cookie of the user dies.
- * TODO(2fa): also disable two-factor authentication and drop recovery codes once 2FA exists.
+ * Two-factor authentication is turned off too (datastore.resetUserAccess).
  */
 export async function resetAccountAccess(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
   return ctx.db.transaction(async (tx) => {
     await requireUserInScope(tx, actor.scope, id);
-    await resetUserAccess(ctx, id, 'reset_access', tx);
-    await audit(ctx, { ...actor, action: 'user.access_reset', targetUserId: id }, tx);
+    const { twoFactorRevoked } = await resetUserAccess(ctx, id, 'reset_access', tx);
+    await audit(ctx, { ...actor, action: 'user.access_reset', targetUserId: id, details: { two_factor_revoked: twoFactorRevoked } }, tx);
     return (await findUser(tx, { id }))!;
   });
 }

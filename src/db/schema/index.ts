@@ -42,6 +42,14 @@ export const users = pgTable('users', {
   loginCount: integer('login_count').notNull().default(0),
   countyId: integer('county_id').references(() => counties.id, { onDelete: 'set null' }),
   departmentId: integer('department_id').references(() => departments.id, { onDelete: 'set null' }),
+  // Two-factor authentication (src/security/two-factor.ts). tf_primary_method is set once a TOTP
+  // setup has been confirmed; the secret is AES-256-GCM sealed with a key derived from SECRET_KEY;
+  // tf_totp_last_step is the last accepted time step (a code works once); recovery codes are
+  // stored as keyed hashes and removed when used.
+  tfPrimaryMethod: text('tf_primary_method'),
+  tfTotpSecret: text('tf_totp_secret'),
+  tfTotpLastStep: integer('tf_totp_last_step'),
+  tfRecoveryCodes: text('tf_recovery_codes').array(),
 }, (t) => [
   uniqueIndex('users_email_lower_idx').on(sql`lower(${t.email})`),
   index('users_county_id_idx').on(t.countyId),
@@ -96,3 +104,5 @@ export type SessionRow = typeof sessions.$inferSelect;
 export * from './mail.js';
 export * from './tokens.js';
 export * from './audit.js';
+export * from './lockout.js';
+export * from './two-factor.js';

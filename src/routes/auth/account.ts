@@ -45,6 +45,7 @@ export default async function accountRoutes(root: FastifyInstance) {
     const p = pub.withTypeProvider<TypeBoxTypeProvider>();
 
     p.post(`${prefix}/reset`, {
+      config: { rateLimitClass: 'auth' },
       onRequest: recoverable,
       schema: {
         tags: TAG, operationId: 'requestPasswordReset', summary: 'Email a password reset link', security: [],
@@ -72,6 +73,7 @@ export default async function accountRoutes(root: FastifyInstance) {
     });
 
     p.post(`${prefix}/reset/:token`, {
+      config: { rateLimitClass: 'auth' },
       onRequest: recoverable,
       schema: {
         tags: TAG, operationId: 'resetPassword', summary: 'Set a new password with a reset link', security: [],
@@ -88,6 +90,7 @@ export default async function accountRoutes(root: FastifyInstance) {
     });
 
     p.post(`${prefix}/confirm`, {
+      config: { rateLimitClass: 'auth' },
       onRequest: confirmable,
       schema: {
         tags: TAG, operationId: 'requestConfirmation', summary: 'Email a new confirmation link', security: [],

@@ -7,10 +7,13 @@ import { AppError, notFound } from '../../errors.js';
 import { checkCredentials, registerUser, startSession } from '../../security/auth.js';
 import { resetUserAccess, updateProfile, type UserRecord } from '../../security/datastore.js';
 import { notifyExistingRegistration } from '../../security/confirmable.js';
+import { clearLoginFailures } from '../../security/lockout.js';
+import { createChallenge, twoFactorEnabled, twoFactorRequired } from '../../security/two-factor.js';
+import { LoginOrTwoFactorResponse } from '../../schemas/two-factor.js';
 import { listSessions, revokeByRefreshToken, revokeOwnSession, revokeSession, rotateRefreshToken } from '../../security/sessions.js';
 import { bodyErrors, errors, MessageResponse, UuidParam } from '../../schemas/common.js';
 import {
-  CsrfResponse, CurrentUserResponse, LoginBody, LoginResponse, LogoutBody, ProfilePatchBody, RefreshBody,
+  CsrfResponse, CurrentUserResponse, LoginBody, LogoutBody, ProfilePatchBody, RefreshBody,
   RefreshResponse, RegisterBody, RegisterResponse, SessionsResponse, UserResponse,
 } from '../../schemas/auth.js';
 import { publicUser } from '../shape.js';
@@ -34,7 +37,7 @@ export default async function authRoutes(root: FastifyInstance) {
     const p = pub.withTypeProvider<TypeBoxTypeProvider>();
 
     p.post(`${prefix}/register`, {
-      config: { authSync: false },
+      config: { authSync: false, rateLimitClass: 'auth' },
       schema: {
         tags: TAG, security: [], operationId: 'register', summary: 'Create an account (role Citizen)',
         description: 'With SECURITY_RETURN_GENERIC_RESPONSES every well-formed request gets 202 and no account details.',
@@ -66,21 +69,40 @@ export default async function authRoutes(root: FastifyInstance) {
     });
 
     p.post(`${prefix}/login`, {
-      config: { authSync: false },
+      config: { authSync: false, rateLimitClass: 'auth' },
       schema: {
         tags: TAG, security: [], operationId: 'login', summary: 'Log in with email and password',
-        description: 'Returns the token pair and sets the HttpOnly session cookie. Unknown email and wrong password are indistinguishable.',
+        description: 'Returns the token pair and sets the HttpOnly session cookie. Unknown email and wrong password are indistinguishable. ' +
+          'With two-factor authentication on, answers {tf_required, tf_token, tf_method} instead (no session, no cookie): ' +
+          'complete with POST /tf-validate. A role in SECURITY_TWO_FACTOR_REQUIRED_ROLES without 2FA answers ' +
+          '{tf_required, tf_setup_required, tf_token}: set it up with POST /tf-setup first. ' +
+          'SECURITY_LOCKOUT_THRESHOLD failures for one address within SECURITY_LOCKOUT_WINDOW → 429 ACCOUNT_LOCKED with Retry-After.',
         body: LoginBody,
-        response: { 200: LoginResponse, ...bodyErrors(401, 403) },
+        response: { 200: LoginOrTwoFactorResponse, ...bodyErrors(401, 403) },
       },
     }, async (request, reply) => {
       const user = await checkCredentials(ctx, request.body.email, request.body.password, auditSource(request));
+      const remember = request.body.remember ?? false;
+      // The password was right, but the login is not complete: the lockout count stays until the
+      // second factor is given, so tf_tokens cannot be farmed to reset it.
+      if (twoFactorEnabled(user)) {
+        const challenge = await createChallenge(ctx, user, 'login', remember);
+        await audit(ctx, { ...auditSource(request, user.id), action: 'login.second_factor_required', targetUserId: user.id });
+        return { tf_required: true as const, tf_token: challenge.token, tf_method: 'authenticator' as const };
+      }
+      if (twoFactorRequired(ctx, user)) {
+        const challenge = await createChallenge(ctx, user, 'setup', remember);
+        await audit(ctx, { ...auditSource(request, user.id), action: 'login.second_factor_setup_required', targetUserId: user.id });
+        return { tf_required: true as const, tf_setup_required: true as const, tf_token: challenge.token };
+      }
+      await clearLoginFailures(ctx, request.body.email);
       const started = await startSession(ctx, user, clientInfo(request));
       await audit(ctx, { ...auditSource(request, user.id), action: 'login.succeeded', targetUserId: user.id, details: { session_id: started.session.id } });
-      return tokenResponse(reply, started.user, started.session, started.refreshToken, request.body.remember ?? false);
+      return tokenResponse(reply, started.user, started.session, started.refreshToken, remember);
     });
 
     p.post(`${prefix}/refresh-token`, {
+      config: { rateLimitClass: 'refresh' },
       schema: {
         tags: TAG, security: [], operationId: 'refreshToken', summary: 'Rotate the refresh token and get a new access token',
         description: 'Replaying an already-rotated token revokes the session (reason "reused"), except an identical replay within SECURITY_REFRESH_GRACE_PERIOD, which gets the same new pair.',

@@ -1,23 +1,25 @@
 // Read-only queries behind GET /dashboard.
-import { and, count, desc, eq } from 'drizzle-orm';
-import { counties, departments, roles, rolesUsers, sessions, users } from '../../db/schema/index.js';
+import { and, count, desc, eq, gt } from 'drizzle-orm';
+import { counties, departments, loginAttempts, roles, rolesUsers, sessions, users } from '../../db/schema/index.js';
 import type { Database } from '../../db/client.js';
 import { ROLE_CITIZEN } from '../../db/seed.js';
 
-export async function adminOverview(db: Database) {
-  const [byRole, byCounty, recent] = await Promise.all([
+export async function adminOverview(db: Database, now: Date) {
+  const [byRole, byCounty, recent, locked] = await Promise.all([
     db.select({ role: roles.name, count: count(rolesUsers.userId) }).from(roles)
       .leftJoin(rolesUsers, eq(rolesUsers.roleId, roles.id)).groupBy(roles.name).orderBy(roles.name),
     db.select({ county_id: users.countyId, county: counties.name, count: count() }).from(users)
       .leftJoin(counties, eq(counties.id, users.countyId)).groupBy(users.countyId, counties.name).orderBy(counties.name),
     db.select({ id: users.id, email: users.email, created_at: users.createdAt }).from(users).orderBy(desc(users.createdAt), desc(users.id)).limit(10),
+    // addresses locked by the login lockout right now (an address need not belong to an account)
+    db.select({ email: loginAttempts.email, lockedUntil: loginAttempts.lockedUntil }).from(loginAttempts)
+      .where(gt(loginAttempts.lockedUntil, now)).orderBy(desc(loginAttempts.lockedUntil)).limit(50),
   ]);
   return {
     users_by_role: byRole,
     users_by_county: byCounty,
     recent_registrations: recent.map((r) => ({ ...r, created_at: r.created_at.toISOString() })),
-    // Filled by account lockout (see README: Security) once accounts can be locked.
-    locked_accounts: [] as { email: string; locked_until: string }[],
+    locked_accounts: locked.map((r) => ({ email: r.email, locked_until: r.lockedUntil!.toISOString() })),
   };
 }
 

@@ -74,7 +74,7 @@ export default async function mainRoutes(root: FastifyInstance) {
     }, async (request) => {
       const { user } = request.auth!;
       const data = user.roles.includes(ROLE_ADMIN)
-        ? await adminOverview(ctx.db)
+        ? await adminOverview(ctx.db, ctx.clock.now())
         : user.roles.includes(ROLE_OFFICER)
           ? await officerOverview(ctx.db, user.countyId, user.departmentId)
           : { profile: publicUser(user), recent_activity: await citizenActivity(ctx.db, user.id) };

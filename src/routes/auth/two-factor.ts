@@ -1,0 +1,142 @@
+// Two-factor authentication views: the login's second step (POST /tf-validate), setup
+// (POST /tf-setup, POST /tf-setup/{tf_setup_token}), POST /tf-disable and POST /mf-recovery-codes.
+// The rules live in security/two-factor.ts; see its header for the flows.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { AppError } from '../../errors.js';
+import { fresh } from '../../plugins/guards.js';
+import { startSession } from '../../security/auth.js';
+import { clearLoginFailures } from '../../security/lockout.js';
+import {
+  beginForcedSetup, beginSetup, confirmSetup, disableTwoFactor, regenerateRecoveryCodes, validateTwoFactorLogin,
+} from '../../security/two-factor.js';
+import { bodyErrors, errors } from '../../schemas/common.js';
+import { LoginResponse } from '../../schemas/auth.js';
+import {
+  RecoveryCodesResponse, TfCodeBody, TfSetupBody, TfSetupDoneResponse, TfSetupResponse, TfSetupTokenParam, TfValidateBody,
+} from '../../schemas/two-factor.js';
+import { sessionResponder } from './session-response.js';
+import { audit } from '../../security/audit.js';
+import { auditSource } from '../request-source.js';
+
+const TAG = ['two-factor'];
+const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
+
+const authRequired = () => new AppError(401, 'AUTH_REQUIRED', 'Authentication is required', {
+  headers: { 'www-authenticate': 'Bearer realm="county-services"' },
+});
+
+export default async function twoFactorRoutes(root: FastifyInstance) {
+  const app = root.withTypeProvider<TypeBoxTypeProvider>();
+  const ctx = app.security;
+  const { config } = ctx;
+  const prefix = config.SECURITY_URL_PREFIX;
+  const { clientInfo, tokenResponse } = sessionResponder(app);
+  const requireFresh = fresh(config.SECURITY_FRESHNESS, () => ctx.clock.now());
+
+  // ---- public: the second step of a login needs only the tf_token (mobile clients: no cookie) ----
+  app.register(async (pub) => {
+    pub.withTypeProvider<TypeBoxTypeProvider>().post(`${prefix}/tf-validate`, {
+      config: { rateLimitClass: 'totp' },
+      schema: {
+        tags: TAG, security: [], operationId: 'validateTwoFactor', summary: 'Complete a login with a two-factor code',
+        description: 'The tf_token from POST /login and a 6-digit code from the authenticator app (each code works once) or ' +
+          'a recovery code (single-use). Answers like a login: token pair, csrf_token and the session cookie. ' +
+          'A tf_token dies after 5 wrong codes or SECURITY_TWO_FACTOR_TOKEN_WITHIN; wrong codes count towards the ' +
+          'account lockout (429 ACCOUNT_LOCKED).',
+        body: TfValidateBody,
+        response: { 200: LoginResponse, ...bodyErrors(401) },
+      },
+    }, async (request, reply) => {
+      const { user, remember, method } = await validateTwoFactorLogin(ctx, request.body.tf_token, request.body.code, auditSource(request, null));
+      await clearLoginFailures(ctx, user.email);
+      const started = await startSession(ctx, user, clientInfo(request));
+      await audit(ctx, { ...auditSource(request, user.id), action: 'login.succeeded', targetUserId: user.id,
+        details: { session_id: started.session.id, second_factor: method } });
+      return tokenResponse(reply, started.user, started.session, started.refreshToken, remember);
+    });
+  });
+
+  // ---- setup: a session, or (forced setup at login) the setup tf_token in its place ----
+  app.register(async (scope) => {
+    scope.addHook('onRequest', scope.optionalAuth);
+    const s = scope.withTypeProvider<TypeBoxTypeProvider>();
+
+    s.post(`${prefix}/tf-setup`, {
+      schema: {
+        tags: TAG, operationId: 'startTwoFactorSetup', summary: 'Start setting up an authenticator app',
+        security: [...SECURED, {}],
+        description: 'Signed in with a fresh session (else 401 REAUTH_REQUIRED; see POST /verify): returns a new secret, its ' +
+          'otpauth URI and QR code (PNG data URL), and a tf_setup_token. Nothing changes until POST /tf-setup/{tf_setup_token} ' +
+          'confirms a code. Without a session, `tf_token` from a login that answered tf_setup_required stands in for it.',
+        body: TfSetupBody,
+        response: { 200: TfSetupResponse, ...bodyErrors(401, 403) },
+      },
+    }, async (request, reply) => {
+      let started;
+      if (request.body.tf_token !== undefined) {
+        started = await beginForcedSetup(ctx, request.body.tf_token);
+      } else {
+        if (!request.auth) throw authRequired();
+        await requireFresh.call(app, request, reply);
+        started = await beginSetup(ctx, request.auth.user);
+      }
+      return {
+        secret: started.secret, otpauth_uri: started.otpauthUri, qr_code: started.qrCode,
+        tf_setup_token: started.setupToken, expires_in: started.expiresIn,
+      };
+    });
+
+    s.post(`${prefix}/tf-setup/:tf_setup_token`, {
+      config: { rateLimitClass: 'totp' },
+      schema: {
+        tags: TAG, operationId: 'confirmTwoFactorSetup', summary: 'Switch two-factor authentication on with a code from the app',
+        security: [...SECURED, {}],
+        description: 'Returns 10 recovery codes (shown once, stored hashed; each works once). Replaces an earlier ' +
+          'authenticator. A token from a forced setup at login needs no session and also completes the login ' +
+          '(user, token pair, csrf_token and the session cookie). 400 TWO_FACTOR_INVALID for a wrong code or a bad or expired token.',
+        params: TfSetupTokenParam,
+        body: TfCodeBody,
+        response: { 200: TfSetupDoneResponse, ...bodyErrors(401, 403) },
+      },
+    }, async (request, reply) => {
+      const done = await confirmSetup(ctx, request.params.tf_setup_token, request.body.code, request.auth?.user.id ?? null, auditSource(request));
+      if (!done.login) return { recovery_codes: done.recoveryCodes };
+      await clearLoginFailures(ctx, done.user.email);
+      const started = await startSession(ctx, done.user, clientInfo(request));
+      await audit(ctx, { ...auditSource(request, done.user.id), action: 'login.succeeded', targetUserId: done.user.id,
+        details: { session_id: started.session.id, second_factor: 'setup' } });
+      return { recovery_codes: done.recoveryCodes, ...tokenResponse(reply, started.user, started.session, started.refreshToken, done.login.remember) };
+    });
+  });
+
+  // ---- signed in, fresh ----
+  app.register(async (scope) => {
+    scope.addHook('onRequest', scope.requireAuth);
+    const s = scope.withTypeProvider<TypeBoxTypeProvider>();
+    const userId = (req: FastifyRequest) => req.auth!.user.id;
+
+    s.post(`${prefix}/tf-disable`, {
+      preHandler: requireFresh,
+      schema: {
+        tags: TAG, operationId: 'disableTwoFactor', summary: 'Switch two-factor authentication off', security: SECURED,
+        description: 'Needs a fresh session (else 401 REAUTH_REQUIRED). The secret and the recovery codes are deleted.',
+        response: { 204: Type.Null({ description: 'Two-factor authentication is off' }), ...errors(401, 403) },
+      },
+    }, async (request, reply: FastifyReply) => {
+      await disableTwoFactor(ctx, userId(request), auditSource(request));
+      return reply.code(204).send(null);
+    });
+
+    s.post(`${prefix}/mf-recovery-codes`, {
+      preHandler: requireFresh,
+      schema: {
+        tags: TAG, operationId: 'regenerateRecoveryCodes', summary: 'Replace your recovery codes', security: SECURED,
+        description: 'Needs a fresh session (else 401 REAUTH_REQUIRED). 10 new single-use codes; the old ones stop working. ' +
+          '409 CONFLICT when two-factor authentication is off.',
+        response: { 200: RecoveryCodesResponse, ...errors(401, 403, 409) },
+      },
+    }, async (request) => ({ recovery_codes: await regenerateRecoveryCodes(ctx, userId(request), auditSource(request)) }));
+  });
+}
