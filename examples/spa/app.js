@@ -6,10 +6,14 @@
 //   or from GET /auth/csrf after a reload. It is kept in memory only.
 // - The access and refresh tokens that POST /login also returns are ignored: a browser app has the
 //   cookie; tokens are for clients without one (mobile apps, scripts).
+// - Accounts with two-factor authentication: POST /login answers {tf_required, tf_token} instead of
+//   a session; the page asks for a code and completes the login with POST /tf-validate, which answers
+//   (and sets the cookie) like a login. The tf_token is kept in memory only. Forced setup (a role that
+//   requires 2FA, none set up yet) is left to other clients: the page says so.
 // - Everything the API returns is rendered with textContent, never as HTML.
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-const state = { api: '', csrf: null };
+const state = { api: '', csrf: null, tfToken: null };
 
 const byId = (id) => {
   const node = document.getElementById(id);
@@ -133,9 +137,27 @@ function handle(err) {
   showError(err);
 }
 
+/** The login form, or the code form of a login's second step. */
+function showStep(step) {
+  byId('login-form').hidden = step !== 'password';
+  byId('tf-form').hidden = step !== 'code';
+  if (step === 'code') byId('tf-code').focus();
+}
+
+/** A login answer (from POST /login or POST /tf-validate) that opened a session. */
+async function signedIn(answer) {
+  if (typeof answer.csrf_token !== 'string') throw new Error('The API answered without a session.');
+  state.csrf = answer.csrf_token;
+  state.tfToken = null;
+  byId('login-form').reset();
+  byId('tf-form').reset();
+  showStep('password');
+  await loadAccount();
+  setStatus('Signed in.');
+}
+
 async function login(event) {
   event.preventDefault();
-  const form = byId('login-form');
   const button = byId('login-button');
   const password = byId('password');
   showError(null);
@@ -143,13 +165,18 @@ async function login(event) {
   setStatus('Signing in…');
   try {
     const answer = await call('POST', '/login', { email: byId('email').value, password: password.value });
-    if (typeof answer.csrf_token !== 'string') {
-      throw new Error('This account uses two-factor authentication, which this example does not implement.');
+    password.value = '';
+    if (answer.tf_required) {
+      if (answer.tf_setup_required) {
+        throw new Error('Your role requires two-factor authentication and this account has none yet: set it up with ' +
+          'another client first (README: Two-factor authentication, forced setup).');
+      }
+      state.tfToken = answer.tf_token;
+      showStep('code');
+      setStatus('Two-factor authentication: enter a code.');
+      return;
     }
-    state.csrf = answer.csrf_token;
-    form.reset();
-    await loadAccount();
-    setStatus('Signed in.');
+    await signedIn(answer);
   } catch (err) {
     password.value = '';
     setStatus('');
@@ -157,6 +184,30 @@ async function login(event) {
   } finally {
     button.disabled = false;
   }
+}
+
+async function validateCode(event) {
+  event.preventDefault();
+  const button = byId('tf-button');
+  const code = byId('tf-code');
+  showError(null);
+  button.disabled = true;
+  try {
+    await signedIn(await call('POST', '/tf-validate', { tf_token: state.tfToken, code: code.value.trim() }));
+  } catch (err) {
+    code.value = '';
+    handle(err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function cancelCode() {
+  state.tfToken = null;
+  byId('tf-form').reset();
+  showError(null);
+  setStatus('');
+  showStep('password');
 }
 
 async function logout() {
@@ -212,6 +263,8 @@ function checkSameSite(api) {
 
 async function start() {
   byId('login-form').addEventListener('submit', login);
+  byId('tf-form').addEventListener('submit', validateCode);
+  byId('tf-cancel').addEventListener('click', cancelCode);
   byId('logout-button').addEventListener('click', logout);
   byId('reload-button').addEventListener('click', reload);
   try {

@@ -6,13 +6,15 @@
 // It proves: credentialed CORS for the SPA origin only; the session cookie is HttpOnly, SameSite=Lax,
 // Path=/ and invisible to the page; the SPA logs in, renders the user and sessions (as text), and logs
 // out; a same-site unsafe request without X-CSRF-Token is 403 CSRF_FAILED; a cross-site forged POST
-// reaches the API without the cookie and leaves the session alive.
+// reaches the API without the cookie and leaves the session alive; an account with two-factor
+// authentication signs in through the code step (POST /tf-validate sets the cookie).
 // No skipping: without Chromium the suite fails (CI installs it, see .ci/run).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { generate } from 'otplib';
 import { startSpaServer, type SpaServer } from '../../examples/spa/serve.js';
 import {
   buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase,
@@ -335,6 +337,56 @@ describe('the example SPA in Chromium (cookie session, CORS, CSRF)', { timeout: 
     const after = await fromSpa('/auth/current-user');
     expect(after.status).toBe(401);
     expect(after.body).toMatchObject({ code: 'AUTH_REQUIRED' });
+  });
+
+  it('an account with two-factor authentication signs in through the code step; a wrong code shows the error', async () => {
+    const tfEmail = 'grace@example.com';
+    const user = await makeUser(t.ctx, { email: tfEmail });
+    const access = (await t.app.inject({ method: 'POST', url: '/login', payload: { email: tfEmail, password: GOOD_PASSWORD } })).json().access_token;
+    const auth = { authorization: `Bearer ${access}` };
+    const setup = (await t.app.inject({ method: 'POST', url: '/tf-setup', headers: auth, payload: { method: 'authenticator' } })).json();
+    const now = Math.floor(Date.now() / 1000);
+    const on = await t.app.inject({
+      method: 'POST', url: `/tf-setup/${setup.tf_setup_token}`, headers: auth, payload: { code: await generate({ secret: setup.secret, epoch: now }) },
+    });
+    expect(on.statusCode, on.body).toBe(200);
+    expect(user.id).toBeGreaterThan(0);
+
+    await page.goto(spaPage);
+    await state('signed-out');
+    await page.fill('#email', tfEmail);
+    await page.fill('#password', GOOD_PASSWORD);
+    const [first] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${api}/login` && r.request().method() === 'POST'),
+      page.click('#login-button'),
+    ]);
+    expect(await first.json()).toMatchObject({ tf_required: true });
+    await page.waitForSelector('#tf-form:not([hidden])');
+    expect(await page.isHidden('#login-form')).toBe(true);
+    expect(await sessionCookies()).toEqual([]);
+
+    const right = await generate({ secret: setup.secret, epoch: now + 30 }); // the setup used this step's code
+    await page.fill('#tf-code', right === '000000' ? '111111' : '000000');
+    await page.click('#tf-button');
+    await page.waitForSelector('#error:not([hidden])');
+    expect(await page.textContent('#error')).toMatch(/\(TWO_FACTOR_INVALID\)$/);
+    expect(await sessionCookies()).toEqual([]);
+
+    await page.fill('#tf-code', right);
+    const [second] = await Promise.all([
+      page.waitForResponse((r) => r.url() === `${api}/tf-validate`),
+      page.click('#tf-button'),
+    ]);
+    expect(second.status()).toBe(200);
+    expect((await second.allHeaders())['access-control-allow-origin']).toBe(spa.url);
+    await state('signed-in');
+    expect(await page.textContent('#user-email')).toBe(tfEmail);
+    const [cookie] = await sessionCookies();
+    expect(cookie).toMatchObject({ httpOnly: true, sameSite: 'Lax' });
+
+    await Promise.all([page.waitForResponse((r) => r.url() === `${api}/logout`), page.click('#logout-button')]);
+    await state('signed-out');
+    expect(await page.isVisible('#login-form')).toBe(true);
   });
 
   it('the SPA ran without script errors or CSP violations', async () => {
