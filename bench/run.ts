@@ -137,7 +137,7 @@ async function main() {
     const port = await freePort();
     const env = {
       NODE_ENV: 'production', ...SECRETS, DATABASE_URL: url, PORT: String(port), HOST: '127.0.0.1',
-      BCRYPT_LOG_ROUNDS: String(ROUNDS), LOG_LEVEL: 'warn', RATE_LIMIT_ENABLED: 'false', SECURITY_LOCKOUT_ENABLED: 'false',
+      BCRYPT_LOG_ROUNDS: String(ROUNDS), LOG_LEVEL: 'warn', RATE_LIMIT_ENABLED: 'false',
       SECURITY_TWO_FACTOR_REQUIRED_ROLES: '', DB_POOL_MAX: '10',
     };
     const { child: api } = await startServer(env);
