@@ -3,7 +3,8 @@
 // run, so each figure is also a ratio. Output: a table and bench/results/latest.json.
 //
 // Environment: BENCH_DURATION (seconds per scenario, default 8), BENCH_CONNECTIONS (default 32),
-// BCRYPT_LOG_ROUNDS (default 12), BENCH_ONLY (comma-separated scenario names).
+// BCRYPT_LOG_ROUNDS (default 12), BENCH_ONLY (comma-separated scenario names), BENCH_CPU_PROF (a
+// directory for the API's V8 CPU profile).
 import autocannon from 'autocannon';
 import bcrypt from 'bcrypt';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
@@ -67,7 +68,9 @@ async function load(name: string, opts: Opts, note?: string): Promise<Row | unde
 
 function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+    // BENCH_CPU_PROF=dir: the API writes a V8 CPU profile there when it stops (open it in Chrome DevTools)
+    const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : [];
+    const child = spawn(process.execPath, [...prof, '--import', 'tsx', 'src/server.ts'], {
       cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -233,6 +236,19 @@ async function main() {
     const rssEnd = await rss(api.pid!);
     extra.rss = { startMiB: +(rssStart / 2 ** 20).toFixed(1), endMiB: +(rssEnd / 2 ** 20).toFixed(1) };
     await stop(api);
+
+    // ---- the same paths with the per-instance cache off (AUTH_CACHE_TTL=0): every request reads the
+    // database, as the naive design does; the same tokens (same database, same keys) ----
+    const uncachedNames = ['GET /auth/current-user (bearer; cache off)', 'GET /users?per_page=50 (County Admin; cache off)'];
+    if (!ONLY || uncachedNames.some((n) => ONLY.includes(n))) {
+      const port2 = await freePort();
+      const { child: cold } = await startServer({ ...env, PORT: String(port2), AUTH_CACHE_TTL: '0' });
+      children.push(cold);
+      const coldUrl = `http://127.0.0.1:${port2}`;
+      await load(uncachedNames[0]!, { url: `${coldUrl}/auth/current-user`, headers: { authorization: `Bearer ${citizen.access_token}` } });
+      await load(uncachedNames[1]!, { url: `${coldUrl}/users?per_page=50`, headers: { authorization: `Bearer ${admin.access_token}` } });
+      await stop(cold);
+    }
 
     // ---- start-up with an existing embedded data directory ----
     if (!ONLY || ONLY.includes('startup')) {

@@ -6,7 +6,7 @@ import { userInfo } from 'node:os';
 import type { SecurityContext } from '../security/context.js';
 import { listAuditEvents, publicAuditEvent } from '../security/audit.js';
 import {
-  activateAccount, createAccount, deactivateAccount, GLOBAL_SCOPE, grantRole, listUsers, resetAccountAccess, resolveUser,
+  activateAccount, createAccount, deactivateAccount, GLOBAL_SCOPE, grantRole, listUsersJson, resetAccountAccess, resolveUser,
   revokeRole, setAccountPassword, unlockAccount, type Actor,
 } from '../security/users.js';
 import { changeRolePermissions, createRoleAudited, listRoles, publicRole } from '../security/roles.js';
@@ -154,11 +154,12 @@ export const COMMANDS: Record<string, Command> = {
     async run(r) {
       const page = int('page', r.opts.page) ?? 1;
       const perPage = int('per-page', r.opts['per-page']) ?? 20;
-      const result = await listUsers(r.ctx, r.actor.scope, {
+      // the same page as GET /users
+      const result = JSON.parse(await listUsersJson(r.ctx, r.actor.scope, {
         page, perPage, q: str(r.opts.q), role: str(r.opts.role), active: bool('active', r.opts.active),
         countyId: int('county', r.opts.county), sort: str(r.opts.sort),
-      });
-      const users = result.users.map((u) => publicUser(u));
+      })) as { users: ReturnType<typeof publicUser>[]; total: number };
+      const users = result.users;
       const pages = Math.max(1, Math.ceil(result.total / perPage));
       const rows = [['ID', 'EMAIL', 'ACTIVE', 'ROLES', 'COUNTY'], ...users.map((u) => [
         String(u.id), u.email, u.active ? 'yes' : 'no', u.roles.join(', ') || '-', u.county_id === null ? '-' : String(u.county_id),

@@ -15,6 +15,11 @@
 //   listener in commit order, so by then the invalidation has been dispatched to all instances.
 // - Entries also expire after a short TTL, and any entry that would reject a request is re-read
 //   from the database before the rejection is decided.
+//
+// The same listener keeps a second, smaller cache correct: whole response bodies of user listings
+// (GET /users pages, keyed by the caller's scope and the query). Any user or role notification
+// ("u:", "r:", and user inserts since migration notify_user_inserts) drops all of them; session
+// notifications do not concern them. Same rules: only while listening, versioned loads, TTL.
 import postgres from 'postgres';
 import { randomUUID } from 'node:crypto';
 import type { AuthState } from './sessions.js';
@@ -22,6 +27,7 @@ import type { AuthState } from './sessions.js';
 export const AUTH_CHANNEL = 'cs_auth';
 
 interface Entry { state: AuthState; expiresAt: number }
+interface PageEntry { body: string; expiresAt: number }
 
 export class AuthCache {
   private readonly entries = new Map<string, Entry>();
@@ -30,8 +36,9 @@ export class AuthCache {
   /** bumped by every invalidation: a load that began before one must not be cached */
   private version = 0;
   private readonly pendingSyncs = new Map<string, () => void>();
+  private readonly pages = new Map<string, PageEntry>();
 
-  constructor(private readonly ttlMs = 30_000, private readonly maxEntries = 100_000) {}
+  constructor(private readonly ttlMs = 30_000, private readonly maxEntries = 100_000, private readonly maxPages = 1_000) {}
 
   get enabled(): boolean {
     return this.listening;
@@ -71,6 +78,31 @@ export class AuthCache {
     sids.add(sessionId);
   }
 
+  /** A cached listing body (see the header), while it is live. */
+  getPage(key: string, nowMs: number): string | undefined {
+    if (!this.listening) return undefined;
+    const e = this.pages.get(key);
+    if (!e) return undefined;
+    if (e.expiresAt <= nowMs) {
+      this.pages.delete(key);
+      return undefined;
+    }
+    return e.body;
+  }
+
+  setPage(key: string, body: string, nowMs: number, loadedAtVersion: number): void {
+    if (!this.listening || loadedAtVersion !== this.version) return;
+    if (this.pages.size >= this.maxPages) {
+      const oldest = this.pages.keys().next().value;
+      if (oldest !== undefined) this.pages.delete(oldest);
+    }
+    this.pages.set(key, { body, expiresAt: nowMs + this.ttlMs });
+  }
+
+  get pageCount(): number {
+    return this.pages.size;
+  }
+
   delete(sessionId: string): void {
     const e = this.entries.get(sessionId);
     if (!e) return;
@@ -91,6 +123,7 @@ export class AuthCache {
     this.version++;
     this.entries.clear();
     this.byUser.clear();
+    this.pages.clear();
   }
 
   /** Applies one notification payload. */
@@ -103,8 +136,10 @@ export class AuthCache {
     const kind = payload.slice(0, 2);
     const rest = payload.slice(2);
     if (kind === 's:') this.delete(rest);
-    else if (kind === 'u:') this.deleteUser(Number(rest));
-    else this.clear(); // "r:*" and anything unknown: be safe
+    else if (kind === 'u:') {
+      this.deleteUser(Number(rest));
+      this.pages.clear();
+    } else this.clear(); // "r:*" and anything unknown: be safe
   }
 
   setListening(up: boolean): void {

@@ -108,6 +108,86 @@ describe('auth cache invalidation across two instances', () => {
     await a.db.sql`update roles set permissions = array_remove(permissions, 'extra:read') where name = 'Citizen'`;
   });
 
+  describe('GET /users pages (cached per instance, dropped by any user or role change)', () => {
+    let adminA: Record<string, string>;
+    let adminB: Record<string, string>;
+    const marker = `lc${Date.now().toString(36)}`;
+    beforeAll(async () => {
+      const admin = await makeUser(a.ctx, { roles: ['County Admin'] });
+      adminA = bearer((await login(a.app, admin.email)).access_token);
+      adminB = bearer((await login(b.app, admin.email)).access_token);
+    });
+    const list = async (t: TestApp, headers: Record<string, string>) => {
+      const res = await t.app.inject({ url: `/users?q=${marker}&sort=email`, headers });
+      expect(res.statusCode, res.body).toBe(200);
+      return res.json() as { users: { id: number; email: string; first_name: string | null; roles: string[]; active: boolean }[]; total: number };
+    };
+    /** B has this page cached: the same body twice, and the cache holds a page. */
+    const cachedOnB = async () => {
+      const first = await list(b, adminB);
+      expect(await list(b, adminB)).toEqual(first);
+      expect(b.app.authCache.pageCount).toBeGreaterThan(0);
+      return first;
+    };
+
+    it('a user created through A is on B\'s next page; role grants, renames and deactivation too', async () => {
+      await makeUser(a.ctx, { email: `${marker}-1@example.com` });
+      await a.app.authSync();
+      expect((await cachedOnB()).total).toBe(1);
+
+      const created = await a.app.inject({
+        method: 'POST', url: '/users', headers: adminA,
+        payload: { email: `${marker}-2@example.com`, password: 'Quiet-Harbor-93-Lantern' },
+      });
+      expect(created.statusCode, created.body).toBe(201);
+      const second = created.json().user.id as number;
+      expect((await list(b, adminB)).total).toBe(2);
+
+      await cachedOnB();
+      expect((await a.app.inject({ method: 'POST', url: `/users/${second}/roles/${encodeURIComponent('Department Officer')}`, headers: adminA })).statusCode).toBeLessThan(300);
+      expect((await list(b, adminB)).users.find((u) => u.id === second)!.roles).toEqual(['Citizen', 'Department Officer']);
+
+      await cachedOnB();
+      expect((await a.app.inject({ method: 'PATCH', url: `/users/${second}`, headers: adminA, payload: { first_name: 'Renamed' } })).statusCode).toBe(200);
+      expect((await list(b, adminB)).users.find((u) => u.id === second)!.first_name).toBe('Renamed');
+
+      await cachedOnB();
+      expect((await a.app.inject({ method: 'POST', url: `/users/${second}/deactivate`, headers: adminA })).statusCode).toBe(200);
+      expect((await list(b, adminB)).users.find((u) => u.id === second)!.active).toBe(false);
+    });
+
+    it('writes outside any request (SQL, CLI) reach B once the writer has synced', async () => {
+      const before = await cachedOnB();
+      await a.db.sql`insert into users (email, password, fs_uniquifier) values (${`${marker}-0@example.com`}, 'x', ${marker + 'uq'})`;
+      await a.app.authSync();
+      const after = await list(b, adminB);
+      expect(after.total).toBe(before.total + 1);
+      expect(after.users[0]!.email).toBe(`${marker}-0@example.com`);
+
+      await cachedOnB();
+      await a.db.sql`delete from users where email = ${`${marker}-0@example.com`}`;
+      await a.app.authSync();
+      expect((await list(b, adminB)).total).toBe(before.total);
+    });
+
+    it('session changes keep the pages; a role\'s rename drops them', () => {
+      const cache = new AuthCache(30_000);
+      cache.setListening(true);
+      cache.setPage('k', '{}', 0, cache.snapshot());
+      cache.apply('s:abc');
+      expect(cache.getPage('k', 1)).toBe('{}');
+      cache.apply('r:*');
+      expect(cache.getPage('k', 1)).toBeUndefined();
+      cache.setPage('k', '{}', 0, cache.snapshot());
+      cache.apply('u:7');
+      expect(cache.getPage('k', 1)).toBeUndefined();
+      const v = cache.snapshot();
+      cache.apply('u:8');
+      cache.setPage('k', '{}', 0, v); // loaded before the change: not kept
+      expect(cache.getPage('k', 1)).toBeUndefined();
+    });
+  });
+
   it('a load that raced with an invalidation is not cached', () => {
     const cache = new AuthCache(30_000);
     cache.setListening(true);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_SOURCE } from '../../src/security/audit.js';
 import {
-  deactivateAccount, GLOBAL_SCOPE, listUsers, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
+  deactivateAccount, GLOBAL_SCOPE, listUsersJson, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
 } from '../../src/security/users.js';
 import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 
@@ -30,14 +30,14 @@ describe('security/users', () => {
     await expect(requireUserInScope(t.db.db, { kind: 'county', countyId: 2 }, u.id)).rejects.toMatchObject({ statusCode: 404 });
     await expect(requireUserInScope(t.db.db, { kind: 'county', countyId: null }, u.id)).rejects.toMatchObject({ statusCode: 404 });
     expect((await requireUserInScope(t.db.db, { kind: 'county', countyId: 1 }, u.id)).id).toBe(u.id);
-    const nobody = await listUsers(t.ctx, { kind: 'county', countyId: null }, { page: 1, perPage: 10 });
-    expect(nobody).toEqual({ users: [], total: 0 });
+    const nobody = await listUsersJson(t.ctx, { kind: 'county', countyId: null }, { page: 1, perPage: 10 });
+    expect(JSON.parse(nobody)).toEqual({ users: [], page: 1, per_page: 10, total: 0 });
   });
 
-  it('listUsers validates its own input (the CLI has no schema in front of it)', async () => {
-    await expect(listUsers(t.ctx, GLOBAL_SCOPE, { page: 1, perPage: 101 })).rejects.toMatchObject({ statusCode: 400, fields: { per_page: expect.any(Array) } });
-    await expect(listUsers(t.ctx, GLOBAL_SCOPE, { page: 0, perPage: 10 })).rejects.toMatchObject({ fields: { page: expect.any(Array) } });
-    await expect(listUsers(t.ctx, GLOBAL_SCOPE, { page: 1, perPage: 10, sort: 'password' })).rejects.toMatchObject({ fields: { sort: expect.any(Array) } });
+  it('listUsersJson validates its own input (the CLI has no schema in front of it)', async () => {
+    await expect(listUsersJson(t.ctx, GLOBAL_SCOPE, { page: 1, perPage: 101 })).rejects.toMatchObject({ statusCode: 400, fields: { per_page: expect.any(Array) } });
+    await expect(listUsersJson(t.ctx, GLOBAL_SCOPE, { page: 0, perPage: 10 })).rejects.toMatchObject({ fields: { page: expect.any(Array) } });
+    await expect(listUsersJson(t.ctx, GLOBAL_SCOPE, { page: 1, perPage: 10, sort: 'password' })).rejects.toMatchObject({ fields: { sort: expect.any(Array) } });
   });
 
   it('two admins deactivating each other at the same moment: exactly one succeeds, one admin remains', async () => {

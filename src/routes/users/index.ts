@@ -8,7 +8,7 @@ import { bodyErrors, errors, IdParam } from '../../schemas/common.js';
 import { UserResponse } from '../../schemas/auth.js';
 import { CreateUserBody, PatchUserBody, UserListQuery, UserListResponse, UserRoleParams, UserRolesBody } from '../../schemas/admin.js';
 import {
-  activateAccount, createAccount, deactivateAccount, grantRole, listUsers, requireUserInScope, resetAccountAccess,
+  activateAccount, createAccount, deactivateAccount, grantRole, listUsersJson, requireUserInScope, resetAccountAccess,
   revokeRole, scopeOf, setAccountRoles, unlockAccount, updateAccount,
 } from '../../security/users.js';
 import { actorOf } from '../request-source.js';
@@ -34,18 +34,30 @@ export default async function userRoutes(root: FastifyInstance) {
     preHandler: canRead,
     schema: {
       tags: TAGS, operationId: 'listUsers', summary: 'List users (paginated, filtered, sorted)', security: SECURED,
-      description: 'Officers see only the users of their own county. per_page is at most 100 (101 is 400).',
+      description: 'Officers see only the users of their own county. per_page is at most 100 (101 is 400). ' +
+        'Each instance caches pages briefly and drops them on any user or role change made through any instance.',
       querystring: UserListQuery,
       response: { 200: UserListResponse, ...errors(400, 401, 403) },
     },
-  }, async (request) => {
+  }, async (request, reply) => {
     const q = request.query;
-    const page = q.page ?? 1;
-    const perPage = q.per_page ?? DEFAULT_PER_PAGE;
-    const result = await listUsers(ctx, scopeOf(request.auth!.user), {
-      page, perPage, q: q.q, role: q.role, active: q.active, countyId: q.county_id, sort: q.sort,
-    });
-    return { users: result.users.map((u) => publicUser(u)), page, per_page: perPage, total: result.total };
+    const scope = scopeOf(request.auth!.user);
+    const query = {
+      page: q.page ?? 1, perPage: q.per_page ?? DEFAULT_PER_PAGE, q: q.q, role: q.role, active: q.active, countyId: q.county_id, sort: q.sort,
+    };
+    // Pages are cached per instance and dropped by any user or role change on any instance
+    // (security/auth-cache.ts): the same guarantee as the authentication state.
+    const key = JSON.stringify([scope, query]);
+    const nowMs = ctx.clock.now().getTime();
+    let body = app.authCache.getPage(key, nowMs);
+    if (body === undefined) {
+      const version = app.authCache.snapshot();
+      body = await listUsersJson(ctx, scope, query);
+      app.authCache.setPage(key, body, nowMs, version);
+    }
+    // PostgreSQL wrote the JSON (security/users.listUsersJson) in the shape of UserListResponse: Fastify
+    // sends a string with a JSON content type as it is (the cast tells the type provider so).
+    return reply.type('application/json; charset=utf-8').send(body as never);
   });
 
   app.post('/users', {

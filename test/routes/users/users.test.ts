@@ -105,6 +105,36 @@ describe('/users', () => {
       expect(res.statusCode).toBe(400);
     });
 
+    it('each listed user is exactly GET /users/{id}: roles and permissions (same order), tf_enabled, every field', async () => {
+      // several role sets, one with two roles sharing permissions, one with 2FA switched on
+      const multi = await makeUser(t.ctx, { email: `${marker}-multi@example.com`, roles: ['Department Officer', 'Citizen'], countyId: cast.countyA.id });
+      const none = await makeUser(t.ctx, { email: `${marker}-none@example.com`, roles: [] });
+      await t.db.sql`update users set tf_primary_method = 'authenticator', tf_totp_secret = 'sealed' where id = ${none.id}`;
+      // login times and addresses set, a name of one part, an unconfirmed address
+      await login(t.app, multi.email);
+      await login(t.app, multi.email);
+      await makeUser(t.ctx, { email: `${marker}-solo@example.com`, firstName: '', lastName: 'Solo', confirmedAt: null, phoneNumber: '+1 555 0100' });
+      const list = (await get(`/users?q=${marker}&per_page=100&sort=-email`)).json();
+      expect(list.total).toBe(28);
+      for (const u of list.users) {
+        const one = await get(`/users/${u.id}`);
+        expect(u, u.email).toEqual(one.json().user);
+      }
+      const byEmail = new Map(list.users.map((u: { email: string }) => [u.email, u]));
+      expect(byEmail.get(multi.email)).toMatchObject({ roles: ['Citizen', 'Department Officer'], tf_enabled: false });
+      expect(byEmail.get(none.email)).toMatchObject({ roles: [], permissions: [], tf_enabled: true });
+      expect(byEmail.get(multi.email)).toMatchObject({ login_count: 2, last_login_ip: '127.0.0.1', current_login_at: expect.stringMatching(/Z$/) });
+      expect(byEmail.get(`${marker}-solo@example.com`)).toMatchObject({ full_name: 'Solo', confirmed_at: null });
+    });
+
+    it('the total holds past the last page too', async () => {
+      const { total } = (await get(`/users?q=${marker}&per_page=10&page=1`)).json();
+      expect(total).toBeGreaterThanOrEqual(25);
+      const res = (await get(`/users?q=${marker}&per_page=10&page=9`)).json();
+      expect(res).toMatchObject({ users: [], total, page: 9 });
+      expect((await get('/users?q=no-such-user-anywhere')).json()).toMatchObject({ users: [], total: 0 });
+    });
+
     it('the list never carries secrets', async () => {
       const res = await get('/users?per_page=100');
       expect(res.body).not.toMatch(/fs_uniquifier|"password"|\$cs1\$|\$2[aby]\$/);
