@@ -1,6 +1,6 @@
 // Flask-Security's datastore verbs over Drizzle. Routes and the CLI both call these, so "deactivate a
 // user" is one code path whether it comes from HTTP or a terminal.
-import { and, asc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
 import { roles, rolesUsers, sessions, twoFactorChallenges, users, type RoleRow, type UserRow } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
@@ -38,12 +38,6 @@ export async function findUser(db: Db, by: { id: number } | { email: string }): 
 }
 
 /** Users with their roles and permissions in one round trip (lists). */
-export async function findUsers(db: Db, opts: { where?: SQL; orderBy?: SQL[]; limit?: number; offset?: number } = {}): Promise<UserRecord[]> {
-  const rows = await db.select({ user: users, roles: roleNames, permissions: permissionNames }).from(users)
-    .where(opts.where).orderBy(...(opts.orderBy ?? [asc(users.id)])).limit(opts.limit ?? 100).offset(opts.offset ?? 0);
-  return rows.map((r) => ({ ...r.user, roles: r.roles, permissions: r.permissions }));
-}
-
 export async function requireUser(db: Db, id: number): Promise<UserRecord> {
   const user = await findUser(db, { id });
   if (!user) throw notFound('User');
