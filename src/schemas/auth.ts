@@ -27,14 +27,19 @@ export const TokenPair = {
 };
 
 export const LoginResponse = Type.Object({ user: UserRef, ...TokenPair }, { additionalProperties: false });
-export const RegisterResponse = Type.Object({
-  user: UserRef,
+/** The token pair's fields for answers that carry a login only sometimes (auto-login, forced 2FA setup). */
+export const OptionalTokenPair = {
   access_token: Type.Optional(TokenPair.access_token),
   token_type: Type.Optional(TokenPair.token_type),
   expires_in: Type.Optional(TokenPair.expires_in),
   refresh_token: Type.Optional(TokenPair.refresh_token),
   refresh_expires_in: Type.Optional(TokenPair.refresh_expires_in),
   csrf_token: Type.Optional(TokenPair.csrf_token),
+};
+
+export const RegisterResponse = Type.Object({
+  user: UserRef,
+  ...OptionalTokenPair,
 }, { additionalProperties: false, description: 'The new user; with the token pair when no confirmation is required (auto-login)' });
 
 export const RefreshBody = Type.Object({ refresh_token: Type.String({ minLength: 1, maxLength: 512 }) }, {

@@ -1,7 +1,7 @@
 // Request/response schemas of two-factor authentication: the login's second step, setup, disable and
 // recovery codes.
 import { Type } from 'typebox';
-import { LoginResponse, TokenPair } from './auth.js';
+import { LoginResponse, OptionalTokenPair } from './auth.js';
 import { UserRef } from './common.js';
 
 const TfToken = Type.String({ minLength: 1, maxLength: 256, description: 'The tf_token from POST /login' });
@@ -61,12 +61,7 @@ export const RecoveryCodesResponse = Type.Object({ recovery_codes: RecoveryCodes
 export const TfSetupDoneResponse = Type.Object({
   recovery_codes: RecoveryCodes,
   user: Type.Optional(UserRef),
-  access_token: Type.Optional(TokenPair.access_token),
-  token_type: Type.Optional(TokenPair.token_type),
-  expires_in: Type.Optional(TokenPair.expires_in),
-  refresh_token: Type.Optional(TokenPair.refresh_token),
-  refresh_expires_in: Type.Optional(TokenPair.refresh_expires_in),
-  csrf_token: Type.Optional(TokenPair.csrf_token),
+  ...OptionalTokenPair,
 }, {
   additionalProperties: false,
   description: 'The recovery codes; after a forced setup at login also the login answer (user, token pair, csrf_token; the cookie is set)',

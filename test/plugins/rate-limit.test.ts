@@ -3,15 +3,9 @@
 // the TestClock, two instances on one database sharing one budget (the PostgreSQL store), the
 // in-memory store, and the client address only from X-Forwarded-For with TRUST_PROXY.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AddressInfo } from 'node:net';
 import {
-  buildTestApp, createTestDatabase, TestClock, type TestApp, type TestDatabase,
+  buildTestApp, createTestDatabase, TestClock, type TestApp, type TestDatabase, listen,
 } from '../support/helper.js';
-
-async function listen(t: TestApp): Promise<string> {
-  await t.app.listen({ port: 0, host: '127.0.0.1' });
-  return `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
-}
 
 async function call(base: string, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(`${base}${path}`, {
@@ -42,7 +36,7 @@ describe('rate limits, PostgreSQL store, two instances on one database', () => {
     clock = new TestClock();
     a = await buildTestApp(database, LIMITS, clock);
     b = await buildTestApp(database, LIMITS, clock);
-    [baseA, baseB] = await Promise.all([listen(a), listen(b)]);
+    [baseA, baseB] = await Promise.all([listen(a.app), listen(b.app)]);
   });
   afterAll(async () => {
     await Promise.all([a.close(), b.close()]);
@@ -144,7 +138,7 @@ describe('rate limits, in-memory store and client addresses', () => {
   });
 
   it('RATE_LIMIT_STORE=memory limits this instance and writes nothing to the database', async () => {
-    const base = await listen(mem);
+    const base = await listen(mem.app);
     const statuses = [];
     for (let i = 0; i < 5; i++) statuses.push((await call(base, 'POST', '/login', badLogin)).status);
     expect(statuses).toEqual([401, 401, 401, 401, 429]);
@@ -155,14 +149,14 @@ describe('rate limits, in-memory store and client addresses', () => {
   });
 
   it('X-Forwarded-For names the client only behind a trusted proxy (TRUST_PROXY)', async () => {
-    const viaProxy = await listen(proxied);
+    const viaProxy = await listen(proxied.app);
     for (let i = 0; i < 4; i++) await call(viaProxy, 'POST', '/login', badLogin, { 'x-forwarded-for': '203.0.113.7' });
     expect((await call(viaProxy, 'POST', '/login', badLogin, { 'x-forwarded-for': '203.0.113.7' })).status).toBe(429);
     // another client behind the same proxy has its own budget
     expect((await call(viaProxy, 'POST', '/login', badLogin, { 'x-forwarded-for': '203.0.113.8' })).status).toBe(401);
 
     // without TRUST_PROXY the header is ignored: changing it does not escape the limit
-    const noProxy = await listen(direct);
+    const noProxy = await listen(direct.app);
     for (let i = 0; i < 4; i++) await call(noProxy, 'POST', '/login', badLogin, { 'x-forwarded-for': `198.51.100.${i}` });
     expect((await call(noProxy, 'POST', '/login', badLogin, { 'x-forwarded-for': '198.51.100.99' })).status).toBe(429);
   });

@@ -2,18 +2,12 @@
 // kind, rate-limited, docs), HSTS only in production, and credentialed CORS for the CORS_ORIGINS
 // allow-list: preflight and simple requests with and without an allowed origin.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AddressInfo } from 'node:net';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/client.js';
 import {
-  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase,
+  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase, listen,
 } from '../support/helper.js';
-
-async function listen(app: TestApp['app']): Promise<string> {
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-}
 
 function expectSecurityHeaders(h: Headers, where: string, opts: { noStore?: boolean } = {}) {
   expect(h.get('x-content-type-options'), where).toBe('nosniff');

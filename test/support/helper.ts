@@ -1,5 +1,6 @@
 // Builds the app against a fresh database cloned from the migrated template, with a cheap bcrypt
 // cost and an injectable clock. One database per test file.
+import type { AddressInfo } from 'node:net';
 import { inject } from 'vitest';
 import postgres from 'postgres';
 import { randomBytes } from 'node:crypto';
@@ -146,4 +147,10 @@ export function envelopeOf(res: LightMyRequestResponse): { statusCode: number; e
     throw new Error(`not an error envelope: ${res.statusCode} ${res.body}`);
   }
   return body;
+}
+
+/** Listens on a free loopback port (real HTTP: cookies, CORS, rate limits); returns the base URL. */
+export async function listen(app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 }

@@ -2,17 +2,11 @@
 // authentication, the CSRF rule for unsafe methods, logout clearing the cookie, tampering and idle
 // expiry (PERMANENT_SESSION_LIFETIME) against the injected clock.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AddressInfo } from 'node:net';
 import {
-  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase,
+  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase, listen,
 } from '../../support/helper.js';
 
 interface HttpLogin { cookie: string; setCookie: string; csrf: string; access: string; refresh: string; sid: string }
-
-async function listen(t: TestApp): Promise<string> {
-  await t.app.listen({ port: 0, host: '127.0.0.1' });
-  return `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
-}
 
 const attributes = (setCookie: string) => setCookie.split(';').slice(1).map((a) => a.trim().toLowerCase());
 
@@ -27,8 +21,8 @@ describe('cookie sessions and CSRF over real HTTP', () => {
     database = await createTestDatabase();
     t = await buildTestApp(database);
     secure = await buildTestApp(database, { SESSION_COOKIE_SECURE: 'true' });
-    base = await listen(t);
-    secureBase = await listen(secure);
+    base = await listen(t.app);
+    secureBase = await listen(secure.app);
   });
   afterAll(async () => {
     await Promise.all([t.close(), secure.close()]);

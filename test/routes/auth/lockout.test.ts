@@ -3,22 +3,16 @@
 // a correct login resetting the count, the window, expiry and doubling on the TestClock, an unknown
 // address locking identically, the owner's email, and unlockEmail / lockoutStatus.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { outbox } from '../../../src/db/schema/index.js';
 import { eq } from 'drizzle-orm';
 import { renderOutboxRow } from '../../../src/security/account-mail.js';
 import { lockDuration, lockoutStatus, unlockEmail } from '../../../src/security/lockout.js';
 import {
-  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, TestClock, type TestApp, type TestDatabase,
+  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, TestClock, type TestApp, type TestDatabase, listen,
 } from '../../support/helper.js';
 
 const WRONG = 'Wrong-Harbor-94-Lantern';
-
-async function listen(t: TestApp): Promise<string> {
-  await t.app.listen({ port: 0, host: '127.0.0.1' });
-  return `http://127.0.0.1:${(t.app.server.address() as AddressInfo).port}`;
-}
 
 async function login(base: string, email: string, password: string) {
   const res = await fetch(`${base}/login`, {
@@ -41,7 +35,7 @@ describe('account lockout (two instances, one database)', () => {
     clock = new TestClock();
     a = await buildTestApp(database, {}, clock);
     b = await buildTestApp(database, {}, clock);
-    [baseA, baseB] = await Promise.all([listen(a), listen(b)]);
+    [baseA, baseB] = await Promise.all([listen(a.app), listen(b.app)]);
   });
   afterAll(async () => {
     await Promise.all([a.close(), b.close()]);
