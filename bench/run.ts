@@ -17,8 +17,8 @@ import { startEmbeddedPostgres } from '../src/db/embedded.js';
 import { ensureDatabase } from '../src/db/index.js';
 import { connect } from '../src/db/client.js';
 import { runMigrations } from '../src/db/migrate.js';
-import { seed } from '../src/db/seed.js';
-import { securityContext } from '../src/app.js';
+import { seed } from '../src/security/seed.js';
+import { securityContext } from '../src/security/context.js';
 import { loadConfig } from '../src/config.js';
 import { freePort } from '../src/db/embedded.js';
 

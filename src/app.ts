@@ -5,8 +5,7 @@ import cors from '@fastify/cors';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.js';
 import type { DbHandle } from './db/client.js';
-import { systemClock, type Clock, type SecurityContext } from './security/context.js';
-import { createPasswordHasher } from './security/passwords.js';
+import { securityContext, type Clock } from './security/context.js';
 import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
 import { ADMIN_SCHEMAS } from './schemas/admin.js';
@@ -18,7 +17,7 @@ import outboxWorkerPlugin from './plugins/outbox-worker.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
 import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
-import tokenRoutes from './routes/auth/tokens.js';
+import tokenRoutes from './routes/auth/personal-tokens.js';
 import twoFactorRoutes from './routes/auth/two-factor.js';
 import mainRoutes from './routes/main/index.js';
 import userRoutes from './routes/users/index.js';
@@ -36,23 +35,6 @@ export interface AppDeps {
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** Path segments that carry secrets (one-time links); masked in logs. */
 const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup)\/[^/?#]+/g;
-
-export function securityContext(config: Config, deps: AppDeps): SecurityContext {
-  return {
-    config,
-    db: deps.db.db,
-    sql: deps.db.sql,
-    clock: deps.clock ?? systemClock,
-    passwords: createPasswordHasher({
-      pepper: config.SECURITY_PASSWORD_SALT,
-      pepperFallbacks: config.SECURITY_PASSWORD_SALT_FALLBACKS,
-      rounds: config.BCRYPT_LOG_ROUNDS,
-      minLength: config.SECURITY_PASSWORD_LENGTH_MIN,
-      checker: config.SECURITY_PASSWORD_COMPLEXITY_CHECKER,
-      checkBreached: config.SECURITY_PASSWORD_CHECK_BREACHED,
-    }),
-  };
-}
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   registerFormats();

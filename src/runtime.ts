@@ -3,8 +3,8 @@
 import type { Config } from './config.js';
 import { openDatabase, type OpenDatabase } from './db/index.js';
 import { runMigrations } from './db/migrate.js';
-import { seed } from './db/seed.js';
-import { securityContext } from './app.js';
+import { seed } from './security/seed.js';
+import { securityContext } from './security/context.js';
 
 export interface Runtime { database: OpenDatabase }
 

@@ -13,7 +13,7 @@ import { changeRolePermissions, createRoleAudited, listRoles, publicRole } from 
 import { validationError } from '../errors.js';
 import { Email } from '../schemas/common.js';
 import { registerFormats } from '../schemas/formats.js';
-import { publicUser } from '../routes/shape.js';
+import { publicUser } from '../security/presenters.js';
 import { readNewPassword, UsageError } from './io.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;

@@ -6,8 +6,8 @@ import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.js';
 import { openRuntime } from '../runtime.js';
 import { runMigrations } from '../db/migrate.js';
-import { seed } from '../db/seed.js';
-import { securityContext } from '../app.js';
+import { seed } from '../security/seed.js';
+import { securityContext } from '../security/context.js';
 import { cliActor, COMMANDS, type Command } from './commands.js';
 import { errorLine, UsageError } from './io.js';
 

@@ -9,7 +9,7 @@ import { AppError, authRequired, tokenExpired, tokenInvalid } from '../errors.js
 import type { SecurityContext } from '../security/context.js';
 import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
 import { AuthCache, startAuthListener } from '../security/auth-cache.js';
-import { isPersonalToken, sessionIdForToken } from '../security/access-tokens.js';
+import { isPersonalToken, sessionIdForToken } from '../security/personal-tokens.js';
 import { deriveKey, keyId, safeEqual } from '../security/tokens.js';
 import type { SessionRow } from '../db/schema/index.js';
 import type { UserRecord } from '../security/datastore.js';

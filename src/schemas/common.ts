@@ -86,3 +86,6 @@ export const ProfileText = (max: number) => Nullable(Type.String({ maxLength: ma
 export const IdParam = Type.Object({ id: Type.Integer({ minimum: 1, maximum: 2147483647 }) }, { additionalProperties: false });
 export const UuidParam = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
 export const MessageResponse = Type.Object({ message: Type.String() }, { additionalProperties: false });
+
+/** OpenAPI security of every authenticated operation: a bearer token, or the session cookie with its CSRF header. */
+export const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];

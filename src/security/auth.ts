@@ -7,7 +7,7 @@ import type { SecurityContext } from './context.js';
 import { createSession, type NewSession } from './sessions.js';
 import { createUser, findUser, normalizeEmail, type CreateUserInput, type UserRecord } from './datastore.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
-import { ROLE_CITIZEN } from '../db/seed.js';
+import { ROLE_CITIZEN } from './role-names.js';
 import { queueRegistrationMail } from './confirmable.js';
 import { accountLocked, lockedFor, recordLoginFailure } from './lockout.js';
 

@@ -3,7 +3,7 @@
 // the code and the seed refer to them by name.
 import { asc, count, eq } from 'drizzle-orm';
 import { roles, rolesUsers, type RoleRow } from '../db/schema/index.js';
-import { SEEDED_ROLE_NAMES } from '../db/seed.js';
+import { SEEDED_ROLE_NAMES } from './role-names.js';
 import { AppError, notFound, pgError, validationError } from '../errors.js';
 import { audit, type AuditSource } from './audit.js';
 import type { SecurityContext } from './context.js';

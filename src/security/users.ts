@@ -4,7 +4,7 @@
 import { and, asc, count, desc, eq, ilike, inArray, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import { departments, roles, rolesUsers, users } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
-import { ROLE_ADMIN, ROLE_CITIZEN } from '../db/seed.js';
+import { ROLE_ADMIN, ROLE_CITIZEN } from './role-names.js';
 import { AppError, forbidden, notFound, validationError } from '../errors.js';
 import { audit, type AuditSource } from './audit.js';
 import { checkPasswordPolicy } from './auth.js';
@@ -115,7 +115,7 @@ const isoUtc = (column: SQL.Aliased | SQL) => sql`to_char(${column} at time zone
 
 /**
  * One page of users as the API's JSON text, built by PostgreSQL: `{users, page, per_page, total}` where each
- * user is the public user of GET /users/{id} (src/routes/shape.ts; test/routes/users/users.test.ts
+ * user is the public user of GET /users/{id} (src/security/presenters.ts; test/routes/users/users.test.ts
  * compares them field by field). The fast path of an admin listing: 50 users with their roles and
  * permissions are one query and no per-row work in Node (measured in bench/: building the page in
  * JavaScript cost more than the rest of the request together). Only public columns are read: the hash,

@@ -8,8 +8,9 @@ import { firstClosedDirectory, startEmbeddedPostgres, type EmbeddedDatabase } fr
 import { ensureDatabase } from '../../src/db/index.js';
 import { connect } from '../../src/db/client.js';
 import { runMigrations } from '../../src/db/migrate.js';
-import { seed } from '../../src/db/seed.js';
-import { buildApp, securityContext } from '../../src/app.js';
+import { seed } from '../../src/security/seed.js';
+import { buildApp } from '../../src/app.js';
+import { securityContext } from '../../src/security/context.js';
 import { testConfig } from '../../src/config.js';
 import { envelopeOf } from '../support/helper.js';
 import type { FastifyInstance } from 'fastify';

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { runMigrations } from '../../src/db/migrate.js';
-import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, SEEDED_ROLES, seed } from '../../src/db/seed.js';
+import { SEEDED_ROLES } from '../../src/security/role-names.js';
+import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, seed } from '../../src/security/seed.js';
 import { findUser } from '../../src/security/datastore.js';
 import { buildTestApp, createTestDatabase, type TestApp, type TestDatabase } from '../support/helper.js';
 

@@ -5,7 +5,7 @@ import { linkToken, mailEnv, quietLog, SmtpCapture, smtpTransportFor } from '../
 import { buildMailTestApp, type MailTestApp } from '../support/mail.js';
 import { outbox, users } from '../../src/db/schema/index.js';
 import { connect } from '../../src/db/client.js';
-import { securityContext } from '../../src/app.js';
+import { securityContext } from '../../src/security/context.js';
 import { deliverPending, enqueueMail, purgeOutbox, retryDelay, startOutboxWorker } from '../../src/security/outbox.js';
 import type { UserRecord } from '../../src/security/datastore.js';
 

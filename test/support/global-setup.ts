@@ -9,8 +9,8 @@ import type { TestProject } from 'vitest/node';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from '../../src/db/embedded.js';
 import { connect } from '../../src/db/client.js';
 import { runMigrations } from '../../src/db/migrate.js';
-import { seed } from '../../src/db/seed.js';
-import { securityContext } from '../../src/app.js';
+import { seed } from '../../src/security/seed.js';
+import { securityContext } from '../../src/security/context.js';
 import { testConfig } from '../../src/config.js';
 
 export const TEMPLATE_DB = 'cs_test_template';

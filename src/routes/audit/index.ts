@@ -3,11 +3,10 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { permissionsRequired } from '../../plugins/guards.js';
-import { errors } from '../../schemas/common.js';
+import { errors, SECURED } from '../../schemas/common.js';
 import { ActivityQuery, AuditPageResponse, AuditQuery } from '../../schemas/admin.js';
 import { listAuditEvents, publicAuditEvent, type AuditPage } from '../../security/audit.js';
 
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 const DEFAULT_LIMIT = 50;
 
 const page = (p: AuditPage) => ({ events: p.events.map(publicAuditEvent), next_cursor: p.nextCursor });

@@ -9,7 +9,7 @@ import { fresh, interactiveOnly } from '../../plugins/guards.js';
 import { confirmEmail, requestConfirmation } from '../../security/confirmable.js';
 import { checkResetLink, requestPasswordReset, resetPassword } from '../../security/recoverable.js';
 import { changePassword, confirmEmailChange, requestEmailChange, verifySession } from '../../security/changeable.js';
-import { bodyErrors, errors, MessageResponse } from '../../schemas/common.js';
+import { bodyErrors, errors, MessageResponse, SECURED } from '../../schemas/common.js';
 import { audit } from '../../security/audit.js';
 import { auditSource } from '../request-source.js';
 import { LoginResponse, UserResponse } from '../../schemas/auth.js';
@@ -17,11 +17,10 @@ import {
   ChangeEmailBody, ChangePasswordBody, ConfirmResponse, EmailBody, EmptyBody, LinkTokenParam, ResetLinkResponse,
   ResetPasswordBody, VerifyBody,
 } from '../../schemas/account.js';
-import { publicUser } from '../shape.js';
+import { publicUser } from '../../security/presenters.js';
 import { sessionResponder } from './session-response.js';
 
 const TAG = ['auth'];
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 /** The one answer to "send me a link", whether or not the address has an account. */
 const GENERIC_SENT = 'If that address has an account, a message with instructions is on its way.';
 

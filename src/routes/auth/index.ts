@@ -11,18 +11,17 @@ import { clearLoginFailures } from '../../security/lockout.js';
 import { createChallenge, twoFactorEnabled, twoFactorRequired } from '../../security/two-factor.js';
 import { LoginOrTwoFactorResponse } from '../../schemas/two-factor.js';
 import { listSessions, revokeByRefreshToken, revokeOwnSession, revokeSession, rotateRefreshToken } from '../../security/sessions.js';
-import { bodyErrors, errors, MessageResponse, UuidParam } from '../../schemas/common.js';
+import { bodyErrors, errors, MessageResponse, UuidParam, SECURED } from '../../schemas/common.js';
 import {
   CsrfResponse, CurrentUserResponse, LoginBody, LogoutBody, ProfilePatchBody, RefreshBody,
   RefreshResponse, RegisterBody, RegisterResponse, SessionsResponse, UserResponse,
 } from '../../schemas/auth.js';
-import { publicUser } from '../shape.js';
+import { publicUser } from '../../security/presenters.js';
 import { sessionResponder } from './session-response.js';
 import { audit } from '../../security/audit.js';
 import { auditSource } from '../request-source.js';
 
 const TAG = ['auth'];
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 
 export default async function authRoutes(root: FastifyInstance) {
   const app = root.withTypeProvider<TypeBoxTypeProvider>();

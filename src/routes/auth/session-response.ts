@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { SessionRow } from '../../db/schema/index.js';
 import type { ClientInfo } from '../../security/auth.js';
 import type { UserRecord } from '../../security/datastore.js';
-import { publicUser } from '../shape.js';
+import { publicUser } from '../../security/presenters.js';
 
 export function sessionResponder(app: FastifyInstance) {
   const ctx = app.security;

@@ -11,7 +11,7 @@ import { clearLoginFailures } from '../../security/lockout.js';
 import {
   beginForcedSetup, beginSetup, confirmSetup, disableTwoFactor, regenerateRecoveryCodes, validateTwoFactorLogin,
 } from '../../security/two-factor.js';
-import { bodyErrors, errors } from '../../schemas/common.js';
+import { bodyErrors, errors, SECURED } from '../../schemas/common.js';
 import { LoginResponse } from '../../schemas/auth.js';
 import {
   RecoveryCodesResponse, TfCodeBody, TfSetupBody, TfSetupDoneResponse, TfSetupResponse, TfSetupTokenParam, TfValidateBody,
@@ -21,7 +21,6 @@ import { audit } from '../../security/audit.js';
 import { auditSource } from '../request-source.js';
 
 const TAG = ['two-factor'];
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 
 const authRequired = () => new AppError(401, 'AUTH_REQUIRED', 'Authentication is required', {
   headers: { 'www-authenticate': 'Bearer realm="county-services"' },

@@ -5,9 +5,9 @@ import { Type } from 'typebox';
 import { sql } from 'drizzle-orm';
 import { AppError } from '../../errors.js';
 import { errors, Nullable, UserRef } from '../../schemas/common.js';
-import { ROLE_ADMIN, ROLE_OFFICER } from '../../db/seed.js';
-import { publicUser } from '../shape.js';
-import { adminOverview, citizenActivity, officerOverview } from './dashboard-queries.js';
+import { ROLE_ADMIN, ROLE_OFFICER } from '../../security/role-names.js';
+import { publicUser } from '../../security/presenters.js';
+import { adminOverview, citizenActivity, officerOverview } from '../../security/dashboard.js';
 
 const NamedRef = Nullable(Type.Object({ id: Type.Integer(), name: Type.String() }, { additionalProperties: false }));
 const AdminData = Type.Object({

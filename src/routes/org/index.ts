@@ -3,13 +3,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { permissionsRequired } from '../../plugins/guards.js';
-import { bodyErrors, errors, IdParam } from '../../schemas/common.js';
+import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { CountyListResponse, CountyResponse, DepartmentListResponse, DepartmentResponse, NameBody } from '../../schemas/admin.js';
 import { createCounty, createDepartment, listCounties, listDepartments, publicCounty, publicDepartment } from '../../security/org.js';
 import { auditSource } from '../request-source.js';
 
 const TAGS = ['org'];
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 const canWrite = permissionsRequired('org:write');
 
 export default async function orgRoutes(root: FastifyInstance) {

@@ -4,13 +4,12 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { permissionsRequired } from '../../plugins/guards.js';
-import { bodyErrors, errors, IdParam } from '../../schemas/common.js';
+import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { CreateRoleBody, DeleteRoleQuery, PatchRoleBody, RoleListResponse, RoleResponse } from '../../schemas/admin.js';
 import { createRoleAudited, deleteRole, getRole, listRoles, publicRole, updateRole } from '../../security/roles.js';
 import { auditSource } from '../request-source.js';
 
 const TAGS = ['roles'];
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 const canRead = permissionsRequired('roles:read');
 const canWrite = permissionsRequired('roles:write');
 

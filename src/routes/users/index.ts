@@ -2,9 +2,9 @@
 // Officers read the users of their own county only (others are 404, so ids do not leak).
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { ROLE_ADMIN, ROLE_OFFICER } from '../../db/seed.js';
+import { ROLE_ADMIN, ROLE_OFFICER } from '../../security/role-names.js';
 import { anyOf, countyRoleRequired, permissionsRequired, rolesAccepted } from '../../plugins/guards.js';
-import { bodyErrors, errors, IdParam } from '../../schemas/common.js';
+import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { UserResponse } from '../../schemas/auth.js';
 import { CreateUserBody, PatchUserBody, UserListQuery, UserListResponse, UserRoleParams, UserRolesBody } from '../../schemas/admin.js';
 import {
@@ -12,10 +12,9 @@ import {
   revokeRole, scopeOf, setAccountRoles, unlockAccount, updateAccount,
 } from '../../security/users.js';
 import { actorOf } from '../request-source.js';
-import { publicUser } from '../shape.js';
+import { publicUser } from '../../security/presenters.js';
 
 const TAGS = ['users'];
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 const DEFAULT_PER_PAGE = 20;
 
 // Admins anywhere; officers only with a county assigned (their scope). Everyone else: 403.

@@ -1,8 +1,8 @@
-// Read-only queries behind GET /dashboard.
+// Read-only queries behind GET /dashboard (the core owns the SQL; the route shapes the answer).
 import { and, count, desc, eq, gt } from 'drizzle-orm';
-import { counties, departments, loginAttempts, roles, rolesUsers, sessions, users } from '../../db/schema/index.js';
-import type { Database } from '../../db/client.js';
-import { ROLE_CITIZEN } from '../../db/seed.js';
+import { counties, departments, loginAttempts, roles, rolesUsers, sessions, users } from '../db/schema/index.js';
+import type { Database } from '../db/client.js';
+import { ROLE_CITIZEN } from './role-names.js';
 
 export async function adminOverview(db: Database, now: Date) {
   const [byRole, byCounty, recent, locked] = await Promise.all([

@@ -3,13 +3,12 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { fresh, interactiveOnly } from '../../plugins/guards.js';
-import { createPersonalToken, listPersonalTokens, revokePersonalToken } from '../../security/access-tokens.js';
-import { bodyErrors, errors, Nullable, Timestamp, UuidParam } from '../../schemas/common.js';
+import { createPersonalToken, listPersonalTokens, revokePersonalToken } from '../../security/personal-tokens.js';
+import { bodyErrors, errors, Nullable, Timestamp, UuidParam, SECURED } from '../../schemas/common.js';
 import { audit } from '../../security/audit.js';
 import { auditSource } from '../request-source.js';
 
 const TAG = ['auth'];
-const SECURED: Array<Record<string, string[]>> = [{ bearerAuth: [] }, { cookieAuth: [], csrfHeader: [] }];
 const Permission = Type.String({ pattern: '^[a-z][a-z_-]*:[a-z*][a-z_*-]*$', maxLength: 64 });
 
 const CreateTokenBody = Type.Object({

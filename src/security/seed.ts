@@ -2,29 +2,10 @@
 // development only — the well-known test admin. Existing rows are never overwritten, so admins'
 // edits to seeded roles survive a restart.
 import { sql } from 'drizzle-orm';
-import { counties, departments, roles } from './schema/index.js';
-import type { SecurityContext } from '../security/context.js';
-import { createUser, findUser } from '../security/datastore.js';
-
-export const ROLE_CITIZEN = 'Citizen';
-export const ROLE_OFFICER = 'Department Officer';
-export const ROLE_ADMIN = 'County Admin';
-
-export const SEEDED_ROLES = [
-  { name: ROLE_CITIZEN, description: 'A member of the public using county services', permissions: ['profile:read', 'profile:write'] },
-  {
-    name: ROLE_OFFICER,
-    description: 'Staff of a county department; reads the users of their own county',
-    permissions: ['profile:read', 'profile:write', 'users:read', 'org:read'],
-  },
-  {
-    name: ROLE_ADMIN,
-    description: 'Administers users, roles and the organisation',
-    permissions: ['profile:read', 'profile:write', 'users:read', 'users:write', 'roles:read', 'roles:write', 'audit:read', 'org:read', 'org:write'],
-  },
-] as const;
-
-export const SEEDED_ROLE_NAMES: readonly string[] = SEEDED_ROLES.map((r) => r.name);
+import { counties, departments, roles } from '../db/schema/index.js';
+import type { SecurityContext } from './context.js';
+import { createUser, findUser } from './datastore.js';
+import { ROLE_ADMIN, SEEDED_ROLES } from './role-names.js';
 
 const SEEDED_COUNTIES: Record<string, string[]> = {
   Nairobi: ['Health', 'Lands and Housing', 'Transport'],
