@@ -1,13 +1,14 @@
 // The ops CLI's commands. Each calls the same security/ function as the matching API route, with the
-// CLI as actor: no user id, global scope, and a user agent naming the operating-system user.
+// CLI as actor: the system principal (security/delegation.ts: every permission, every county, still bound
+// by the invariants), no user id, and a user agent naming the operating-system user.
 import { Value } from 'typebox/value';
 import type { ParseArgsConfig } from 'node:util';
 import { userInfo } from 'node:os';
 import type { SecurityContext } from '../security/context.js';
 import { listAuditEvents, publicAuditEvent } from '../security/audit.js';
 import {
-  activateAccount, createAccount, deactivateAccount, GLOBAL_SCOPE, grantRole, listUsersJson, resetAccountAccess, resolveUser,
-  revokeRole, setAccountPassword, unlockAccount, type Actor,
+  activateAccount, createAccount, deactivateAccount, grantRole, listUsersJson, resetAccountAccess, resolveUser,
+  revokeRole, setAccountPassword, systemActor, unlockAccount, type Actor,
 } from '../security/users.js';
 import { changeRolePermissions, createRoleAudited, listRoles, publicRole } from '../security/roles.js';
 import { validationError } from '../errors.js';
@@ -47,7 +48,7 @@ export function cliActor(): Actor {
   } catch {
     // no passwd entry (some containers)
   }
-  return { actorId: null, ip: null, userAgent: `county-services-cli (os user ${osUser})`, requestId: null, scope: GLOBAL_SCOPE };
+  return systemActor({ actorId: null, ip: null, userAgent: `county-services-cli (os user ${osUser})`, requestId: null });
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);

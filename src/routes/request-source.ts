@@ -2,6 +2,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { AuditSource } from '../security/audit.js';
 import { scopeOf, type Actor } from '../security/users.js';
+import { userPrincipal } from '../security/delegation.js';
 
 /** Actor, IP, user agent and request id of a request; `actorId` defaults to the authenticated user. */
 export function auditSource(request: FastifyRequest, actorId: number | null = request.auth?.user.id ?? null): AuditSource {
@@ -9,7 +10,16 @@ export function auditSource(request: FastifyRequest, actorId: number | null = re
   return { actorId, ip: request.ip ?? null, userAgent: typeof ua === 'string' ? ua : null, requestId: request.id };
 }
 
-/** The authenticated caller as an administrative actor (with their user scope). Only behind requireAuth. */
+/**
+ * The authenticated caller as an administrative actor: their user scope and their strength for the
+ * delegation rule (a personal access token: the intersection of its permissions and the owner's, never
+ * unlimited). Only behind requireAuth.
+ */
 export function actorOf(request: FastifyRequest): Actor {
-  return { ...auditSource(request), scope: scopeOf(request.auth!.user) };
+  const auth = request.auth!;
+  return {
+    ...auditSource(request),
+    scope: scopeOf(auth.user),
+    principal: userPrincipal(auth.user, auth.method === 'token' ? 'personal-token' : 'session'),
+  };
 }

@@ -9,6 +9,10 @@ import { audit, type AuditSource } from './audit.js';
 import type { SecurityContext } from './context.js';
 import { createRole, findRole } from './datastore.js';
 import { conflict } from './users.js';
+import { assertMayDefineRole, denialAudited, type Principal } from './delegation.js';
+
+/** Who edits roles: the audit source and the principal the delegation rule weighs (an Actor fits). */
+export interface RoleEditor extends AuditSource { principal: Principal }
 
 /** `resource:action`, lowercase; `*` allowed as the action (`users:*`). */
 export const PERMISSION_PATTERN = '^[a-z]+:[a-z*]+$';
@@ -60,25 +64,28 @@ export async function getRoleByName(ctx: Pick<SecurityContext, 'db'>, name: stri
 
 export interface NewRole { name: string; description?: string | null; permissions?: string[] }
 
-export async function createRoleAudited(ctx: SecurityContext, by: AuditSource, input: NewRole): Promise<RoleRecord> {
+export async function createRoleAudited(ctx: SecurityContext, by: RoleEditor, input: NewRole): Promise<RoleRecord> {
   const name = checkName(input.name);
   const permissions = checkPermissions(input.permissions ?? []);
-  const id = await ctx.db.transaction(async (tx) => {
+  const id = await denialAudited(ctx, by, 'role.created', null, { name, permissions }, () => ctx.db.transaction(async (tx) => {
+    assertMayDefineRole(by.principal, null, permissions);
     const role = await createRole(tx, { name, description: input.description ?? null, permissions });
     await audit(ctx, { ...by, action: 'role.created', details: { role_id: role.id, name, permissions } }, tx);
     return role.id;
-  });
+  }));
   return getRole(ctx, id);
 }
 
 export interface RolePatch { name?: string; description?: string | null; permissions?: string[] }
 
-export async function updateRole(ctx: SecurityContext, by: AuditSource, id: number, patch: RolePatch): Promise<RoleRecord> {
+export async function updateRole(ctx: SecurityContext, by: RoleEditor, id: number, patch: RolePatch): Promise<RoleRecord> {
   const permissions = patch.permissions === undefined ? undefined : checkPermissions(patch.permissions);
   try {
-    await ctx.db.transaction(async (tx) => {
+    await denialAudited(ctx, by, 'role.updated', null, { role_id: id, permissions }, () => ctx.db.transaction(async (tx) => {
       const [role] = await tx.select().from(roles).where(eq(roles.id, id)).for('update');
       if (!role) throw notFound('Role');
+      // Any change to a role (even a description) needs the editor to hold what the role gives, before and after.
+      assertMayDefineRole(by.principal, role, permissions ?? role.permissions);
       const changes: Partial<RoleRow> = {};
       const details: Record<string, unknown> = { role_id: id, name: role.name };
       if (patch.name !== undefined && patch.name !== role.name) {
@@ -95,7 +102,7 @@ export async function updateRole(ctx: SecurityContext, by: AuditSource, id: numb
       if (!Object.keys(changes).length) return;
       await tx.update(roles).set({ ...changes, updatedAt: ctx.clock.now() }).where(eq(roles.id, id));
       await audit(ctx, { ...by, action: 'role.updated', details: { ...details, fields: Object.keys(changes) } }, tx);
-    });
+    }));
   } catch (err) {
     if (pgError(err)?.code === '23505') throw nameTaken(patch.name ?? '');
     throw err;
@@ -104,15 +111,16 @@ export async function updateRole(ctx: SecurityContext, by: AuditSource, id: numb
 }
 
 /** Adds and removes permissions of a role named `name` (the CLI's add-permissions / remove-permissions). */
-export async function changeRolePermissions(ctx: SecurityContext, by: AuditSource, name: string, change: { add?: string[]; remove?: string[] }): Promise<RoleRecord> {
+export async function changeRolePermissions(ctx: SecurityContext, by: RoleEditor, name: string, change: { add?: string[]; remove?: string[] }): Promise<RoleRecord> {
   const add = checkPermissions(change.add ?? []);
   const remove = checkPermissions(change.remove ?? []);
   const role = await findRole(ctx.db, name);
   if (!role) throw notFound('Role');
   // The row is locked, so concurrent changes to the same role compose instead of overwriting each other.
-  const id = await ctx.db.transaction(async (tx) => {
+  const id = await denialAudited(ctx, by, 'role.updated', null, { role_id: role.id, name, add, remove }, () => ctx.db.transaction(async (tx) => {
     const [before] = await tx.select().from(roles).where(eq(roles.id, role.id)).for('update');
     const next = [...new Set([...before!.permissions.filter((p) => !remove.includes(p)), ...add])].sort();
+    assertMayDefineRole(by.principal, before!, next);
     const added = next.filter((p) => !before!.permissions.includes(p));
     const removed = before!.permissions.filter((p) => !next.includes(p));
     if (added.length || removed.length) {
@@ -123,22 +131,23 @@ export async function changeRolePermissions(ctx: SecurityContext, by: AuditSourc
       }, tx);
     }
     return role.id;
-  });
+  }));
   return getRole(ctx, id);
 }
 
 /** Deletes a role. Seeded roles never; a role still assigned only with `force` (the assignments go too). */
-export async function deleteRole(ctx: SecurityContext, by: AuditSource, id: number, opts: { force?: boolean } = {}): Promise<void> {
-  await ctx.db.transaction(async (tx) => {
+export async function deleteRole(ctx: SecurityContext, by: RoleEditor, id: number, opts: { force?: boolean } = {}): Promise<void> {
+  await denialAudited(ctx, by, 'role.deleted', null, { role_id: id }, () => ctx.db.transaction(async (tx) => {
     const [role] = await tx.select().from(roles).where(eq(roles.id, id)).for('update');
     if (!role) throw notFound('Role');
     if (isSeededRole(role.name)) throw conflict(`The seeded role "${role.name}" cannot be deleted`);
+    assertMayDefineRole(by.principal, role, []);
     const [assigned] = await tx.select({ n: count() }).from(rolesUsers).where(eq(rolesUsers.roleId, id));
     const users = assigned?.n ?? 0;
     if (users > 0 && !opts.force) throw conflict(`The role is assigned to ${users} user(s); delete with force=true to unassign it`);
     await tx.delete(roles).where(eq(roles.id, id));
     await audit(ctx, { ...by, action: 'role.deleted', details: { role_id: id, name: role.name, permissions: role.permissions, unassigned_users: users } }, tx);
-  });
+  }));
 }
 
 /** The public form of a role (API and CLI). */

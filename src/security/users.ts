@@ -5,7 +5,7 @@ import { and, asc, count, desc, eq, ilike, inArray, ne, notInArray, or, sql, typ
 import { departments, roles, rolesUsers, users } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
 import { ROLE_ADMIN, ROLE_CITIZEN } from './role-names.js';
-import { AppError, forbidden, notFound, validationError } from '../errors.js';
+import { AppError, notFound, validationError } from '../errors.js';
 import { audit, type AuditSource } from './audit.js';
 import { checkPasswordPolicy } from './auth.js';
 import type { SecurityContext } from './context.js';
@@ -14,6 +14,9 @@ import {
   removeRoleFromUser, resetUserAccess, setPassword, type UserRecord,
 } from './datastore.js';
 import { unlockEmail } from './lockout.js';
+import {
+  assertMayActOn, assertMayGrant, assertMayRevoke, denialAudited, standingOf, SYSTEM_PRINCIPAL, type Principal,
+} from './delegation.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Db = Database | Tx;
@@ -29,9 +32,29 @@ export function scopeOf(user: Pick<UserRecord, 'roles' | 'countyId'>): UserScope
   return user.roles.includes(ROLE_ADMIN) ? GLOBAL_SCOPE : { kind: 'county', countyId: user.countyId };
 }
 
-/** The caller of an administrative function: where the request came from, and their scope. */
+/**
+ * The caller of an administrative function: where the request came from, which users it sees (scope)
+ * and how strong it is (principal: the delegation rule of security/delegation.ts).
+ */
 export interface Actor extends AuditSource {
   scope: UserScope;
+  principal: Principal;
+}
+
+/** The ops CLI and other in-process operators: the system principal, every county. */
+export function systemActor(source: AuditSource): Actor {
+  return { ...source, scope: GLOBAL_SCOPE, principal: SYSTEM_PRINCIPAL };
+}
+
+/**
+ * The target of an action on another account: locked (role changes and actions on one user serialise),
+ * inside the actor's scope (404 otherwise), and no stronger than the actor (403 otherwise).
+ */
+async function requireTarget(tx: Tx, actor: Actor, id: number): Promise<UserRecord> {
+  await tx.select({ id: users.id }).from(users).where(eq(users.id, id)).for('update');
+  const user = await requireUserInScope(tx, actor.scope, id);
+  assertMayActOn(actor.principal, standingOf(user));
+  return user;
 }
 
 export const conflict = (message: string) => new AppError(409, 'CONFLICT', message);
@@ -215,10 +238,14 @@ export async function createAccount(ctx: SecurityContext, actor: Actor, input: N
   if (actor.scope.kind === 'county') {
     if (countyId === null) countyId = actor.scope.countyId;
     if (countyId === null || countyId !== actor.scope.countyId) throw validationError({ county_id: [OUTSIDE_COUNTY] });
-    if (roleNames.includes(ROLE_ADMIN)) throw forbidden(`Only a ${ROLE_ADMIN} can grant ${ROLE_ADMIN}`);
   }
   const departmentId = input.departmentId ?? null;
-  return ctx.db.transaction(async (tx) => {
+  return denialAudited(ctx, actor, 'user.created', null, { email: input.email, roles: roleNames }, () => ctx.db.transaction(async (tx) => {
+    // Every role handed out must be within the actor's own permissions; the rows are share-locked so a
+    // concurrent role edit cannot widen them between this check and the commit. Unknown names are
+    // left to createUser (400 on `roles`).
+    const granted = roleNames.length ? await tx.select().from(roles).where(inArray(roles.name, roleNames)).for('share') : [];
+    for (const role of granted) assertMayGrant(actor.principal, role);
     await checkDepartment(tx, countyId, departmentId);
     const user = await createUser(ctx, {
       email: input.email,
@@ -238,7 +265,7 @@ export async function createAccount(ctx: SecurityContext, actor: Actor, input: N
       details: { email: user.email, roles: user.roles, active: user.active, county_id: user.countyId, department_id: user.departmentId },
     }, tx);
     return user;
-  });
+  }));
 }
 
 export interface AccountPatch {
@@ -257,9 +284,8 @@ const PATCH_COLUMNS = {
 
 export async function updateAccount(ctx: SecurityContext, actor: Actor, id: number, patch: AccountPatch): Promise<UserRecord> {
   try {
-    return await ctx.db.transaction(async (tx) => {
-      await tx.select({ id: users.id }).from(users).where(eq(users.id, id)).for('update');
-      const user = await requireUserInScope(tx, actor.scope, id);
+    return await denialAudited(ctx, actor, 'user.updated', id, {}, () => ctx.db.transaction(async (tx) => {
+      const user = await requireTarget(tx, actor, id);
       if (actor.scope.kind === 'county' && patch.countyId !== undefined && patch.countyId !== actor.scope.countyId) {
         throw validationError({ county_id: [OUTSIDE_COUNTY] });
       }
@@ -282,7 +308,7 @@ export async function updateAccount(ctx: SecurityContext, actor: Actor, id: numb
       }
       await audit(ctx, { ...actor, action: 'user.updated', targetUserId: id, details }, tx);
       return (await findUser(tx, { id }))!;
-    });
+    }));
   } catch (err) {
     throw mapUserWriteError(err);
   }
@@ -306,36 +332,36 @@ async function assertAnotherActiveAdmin(tx: Tx, userId: number): Promise<void> {
 }
 
 export async function deactivateAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
-  return ctx.db.transaction(async (tx) => {
+  return denialAudited(ctx, actor, 'user.deactivated', id, {}, () => ctx.db.transaction(async (tx) => {
     await lockAdminCount(tx);
-    const user = await requireUserInScope(tx, actor.scope, id);
+    const user = await requireTarget(tx, actor, id);
     if (actor.actorId === id) throw conflict('You cannot deactivate your own account');
     if (!user.active) return user;
     if (user.roles.includes(ROLE_ADMIN)) await assertAnotherActiveAdmin(tx, id);
     const updated = await deactivateUser(ctx, id, tx);
     await audit(ctx, { ...actor, action: 'user.deactivated', targetUserId: id }, tx);
     return updated;
-  });
+  }));
 }
 
 export async function activateAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
-  return ctx.db.transaction(async (tx) => {
-    const user = await requireUserInScope(tx, actor.scope, id);
+  return denialAudited(ctx, actor, 'user.activated', id, {}, () => ctx.db.transaction(async (tx) => {
+    const user = await requireTarget(tx, actor, id);
     if (user.active) return user;
     const updated = await activateUser(ctx, id, tx);
     await audit(ctx, { ...actor, action: 'user.activated', targetUserId: id }, tx);
     return updated;
-  });
+  }));
 }
 
 /** Clears failed-login state (see security/lockout.ts). Safe to call on an account that is not locked. */
 export async function unlockAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
-  return ctx.db.transaction(async (tx) => {
-    const user = await requireUserInScope(tx, actor.scope, id);
+  return denialAudited(ctx, actor, 'user.unlocked', id, {}, () => ctx.db.transaction(async (tx) => {
+    const user = await requireTarget(tx, actor, id);
     const lifted = await unlockEmail(ctx, user.email);
     await audit(ctx, { ...actor, action: 'user.unlocked', targetUserId: id, details: { lock_lifted: lifted } }, tx);
     return user;
-  });
+  }));
 }
 
 /**
@@ -343,24 +369,25 @@ export async function unlockAccount(ctx: SecurityContext, actor: Actor, id: numb
  * Two-factor authentication is turned off too (datastore.resetUserAccess).
  */
 export async function resetAccountAccess(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
-  return ctx.db.transaction(async (tx) => {
-    await requireUserInScope(tx, actor.scope, id);
+  return denialAudited(ctx, actor, 'user.access_reset', id, {}, () => ctx.db.transaction(async (tx) => {
+    await requireTarget(tx, actor, id);
     const { twoFactorRevoked } = await resetUserAccess(ctx, id, 'reset_access', tx);
     await audit(ctx, { ...actor, action: 'user.access_reset', targetUserId: id, details: { two_factor_revoked: twoFactorRevoked } }, tx);
     return (await findUser(tx, { id }))!;
-  });
+  }));
 }
 
 /** An administrator sets a password (policy applies); every session of the user ends. */
 export async function setAccountPassword(ctx: SecurityContext, actor: Actor, id: number, password: string): Promise<UserRecord> {
   const user = await requireUserInScope(ctx.db, actor.scope, id);
   checkPasswordPolicy(ctx, 'password', password, user.email);
-  return ctx.db.transaction(async (tx) => {
+  return denialAudited(ctx, actor, 'user.password_set', id, {}, () => ctx.db.transaction(async (tx) => {
+    await requireTarget(tx, actor, id);
     await setPassword(ctx, id, password, tx);
     await resetUserAccess(ctx, id, 'password_set', tx);
     await audit(ctx, { ...actor, action: 'user.password_set', targetUserId: id }, tx);
     return (await findUser(tx, { id }))!;
-  });
+  }));
 }
 
 // ------------------------------------------------------------------------------------------- roles
@@ -370,51 +397,53 @@ async function auditRoleChange(ctx: SecurityContext, actor: Actor, tx: Tx, id: n
   await audit(ctx, { ...actor, action: 'user.roles_changed', targetUserId: id, details: { added, removed } }, tx);
 }
 
-function checkAdminGrant(actor: Actor, names: string[]) {
-  if (actor.scope.kind !== 'all' && names.includes(ROLE_ADMIN)) throw forbidden(`Only a ${ROLE_ADMIN} can grant or revoke ${ROLE_ADMIN}`);
-}
-
-/** Replaces the user's roles with exactly `names`. An unknown name is a validation error on `roles`. */
+/**
+ * Replaces the user's roles with exactly `names`. An unknown name is a validation error on `roles`.
+ * The actor must be at least as strong as the user (so every removed role is within its permissions)
+ * and may add only roles it could grant.
+ */
 export async function setAccountRoles(ctx: SecurityContext, actor: Actor, id: number, names: string[]): Promise<UserRecord> {
   const wanted = [...new Set(names)];
-  return ctx.db.transaction(async (tx) => {
+  return denialAudited(ctx, actor, 'user.roles_changed', id, { roles: wanted }, () => ctx.db.transaction(async (tx) => {
     await lockAdminCount(tx);
-    const user = await requireUserInScope(tx, actor.scope, id);
-    const rows = wanted.length ? await tx.select().from(roles).where(inArray(roles.name, wanted)) : [];
+    const user = await requireTarget(tx, actor, id);
+    const rows = wanted.length ? await tx.select().from(roles).where(inArray(roles.name, wanted)).for('share') : [];
     const missing = wanted.filter((n) => !rows.some((r) => r.name === n));
     if (missing.length) throw validationError({ roles: [`Unknown role: ${missing.join(', ')}`] });
     const added = wanted.filter((n) => !user.roles.includes(n)).sort();
     const removed = user.roles.filter((n) => !wanted.includes(n)).sort();
-    checkAdminGrant(actor, [...added, ...removed]);
+    for (const role of rows) if (added.includes(role.name)) assertMayGrant(actor.principal, role);
+    for (const name of removed) assertMayRevoke(actor.principal, name);
     if (removed.includes(ROLE_ADMIN) && user.active) await assertAnotherActiveAdmin(tx, id);
     const keep = rows.map((r) => r.id);
     await tx.delete(rolesUsers).where(and(eq(rolesUsers.userId, id), keep.length ? notInArray(rolesUsers.roleId, keep) : undefined));
     if (keep.length) await tx.insert(rolesUsers).values(keep.map((roleId) => ({ userId: id, roleId }))).onConflictDoNothing();
     await auditRoleChange(ctx, actor, tx, id, added, removed);
     return (await findUser(tx, { id }))!;
-  });
+  }));
 }
 
 /** Adds one role (idempotent). An unknown role is 404. */
 export async function grantRole(ctx: SecurityContext, actor: Actor, id: number, name: string): Promise<UserRecord> {
-  return ctx.db.transaction(async (tx) => {
-    await requireUserInScope(tx, actor.scope, id);
-    if (!(await findRole(tx, name))) throw notFound('Role');
-    checkAdminGrant(actor, [name]);
+  return denialAudited(ctx, actor, 'user.roles_changed', id, { added: [name] }, () => ctx.db.transaction(async (tx) => {
+    await requireTarget(tx, actor, id);
+    const [role] = await tx.select().from(roles).where(eq(roles.name, name)).for('share');
+    if (!role) throw notFound('Role');
+    assertMayGrant(actor.principal, role);
     if (await addRoleToUser(tx, id, name)) await auditRoleChange(ctx, actor, tx, id, [name], []);
     return (await findUser(tx, { id }))!;
-  });
+  }));
 }
 
 /** Removes one role (idempotent). An unknown role is 404; the last active County Admin keeps the role. */
 export async function revokeRole(ctx: SecurityContext, actor: Actor, id: number, name: string): Promise<UserRecord> {
-  return ctx.db.transaction(async (tx) => {
+  return denialAudited(ctx, actor, 'user.roles_changed', id, { removed: [name] }, () => ctx.db.transaction(async (tx) => {
     await lockAdminCount(tx);
-    const user = await requireUserInScope(tx, actor.scope, id);
+    const user = await requireTarget(tx, actor, id);
     if (!(await findRole(tx, name))) throw notFound('Role');
-    checkAdminGrant(actor, [name]);
+    assertMayRevoke(actor.principal, name);
     if (name === ROLE_ADMIN && user.active && user.roles.includes(ROLE_ADMIN)) await assertAnotherActiveAdmin(tx, id);
     if (await removeRoleFromUser(tx, id, name)) await auditRoleChange(ctx, actor, tx, id, [], [name]);
     return (await findUser(tx, { id }))!;
-  });
+  }));
 }

@@ -3,9 +3,13 @@ import { NO_SOURCE } from '../../src/security/audit.js';
 import {
   deactivateAccount, GLOBAL_SCOPE, listUsersJson, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
 } from '../../src/security/users.js';
+import { SYSTEM_PRINCIPAL, userPrincipal, type Principal } from '../../src/security/delegation.js';
 import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 
-const actor = (id: number | null, scope = GLOBAL_SCOPE): Actor => ({ ...NO_SOURCE, actorId: id, scope });
+// A user id acts as an interactive County Admin; null is the system (the CLI).
+const adminPrincipal = (id: number) => userPrincipal({ id, roles: ['County Admin'], permissions: [] }, 'session');
+const actor = (id: number | null, scope = GLOBAL_SCOPE, principal: Principal = id === null ? SYSTEM_PRINCIPAL : adminPrincipal(id)): Actor =>
+  ({ ...NO_SOURCE, actorId: id, scope, principal });
 
 describe('security/users', () => {
   let database: TestDatabase;
@@ -70,7 +74,9 @@ describe('security/users', () => {
 
   it('a county-scoped actor cannot grant or revoke County Admin', async () => {
     const u = await makeUser(t.ctx, { countyId: 1 });
-    const scoped = actor(null, { kind: 'county', countyId: 1 });
+    const officer = await makeUser(t.ctx, { roles: ['Department Officer'], countyId: 1 });
+    const strong = userPrincipal({ id: officer.id, roles: officer.roles, permissions: [...officer.permissions, 'users:write', 'roles:write'] }, 'session');
+    const scoped = actor(officer.id, { kind: 'county', countyId: 1 }, strong);
     await expect(setAccountRoles(t.ctx, scoped, u.id, ['County Admin'])).rejects.toMatchObject({ statusCode: 403 });
     expect((await setAccountRoles(t.ctx, scoped, u.id, ['Department Officer'])).roles).toEqual(['Department Officer']);
   });

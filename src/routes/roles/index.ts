@@ -7,7 +7,7 @@ import { permissionsRequired } from '../../plugins/guards.js';
 import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { CreateRoleBody, DeleteRoleQuery, PatchRoleBody, RoleListResponse, RoleResponse } from '../../schemas/admin.js';
 import { createRoleAudited, deleteRole, getRole, listRoles, publicRole, updateRole } from '../../security/roles.js';
-import { auditSource } from '../request-source.js';
+import { actorOf } from '../request-source.js';
 
 const TAGS = ['roles'];
 const canRead = permissionsRequired('roles:read');
@@ -35,7 +35,7 @@ export default async function roleRoutes(root: FastifyInstance) {
       response: { 201: RoleResponse, ...bodyErrors(401, 403, 409) },
     },
   }, async (request, reply) => {
-    const role = await createRoleAudited(ctx, auditSource(request), request.body);
+    const role = await createRoleAudited(ctx, actorOf(request), request.body);
     return reply.code(201).send({ role: publicRole(role) });
   });
 
@@ -57,7 +57,7 @@ export default async function roleRoutes(root: FastifyInstance) {
       body: PatchRoleBody,
       response: { 200: RoleResponse, ...bodyErrors(401, 403, 404, 409) },
     },
-  }, async (request) => ({ role: publicRole(await updateRole(ctx, auditSource(request), request.params.id, request.body)) }));
+  }, async (request) => ({ role: publicRole(await updateRole(ctx, actorOf(request), request.params.id, request.body)) }));
 
   app.delete('/roles/:id', {
     preHandler: canWrite,
@@ -69,7 +69,7 @@ export default async function roleRoutes(root: FastifyInstance) {
       response: { 204: Type.Null({ description: 'Deleted' }), ...errors(400, 401, 403, 404, 409) },
     },
   }, async (request, reply) => {
-    await deleteRole(ctx, auditSource(request), request.params.id, { force: request.query.force ?? false });
+    await deleteRole(ctx, actorOf(request), request.params.id, { force: request.query.force ?? false });
     return reply.code(204).send(null);
   });
 }
