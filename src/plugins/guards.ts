@@ -28,18 +28,32 @@ export const permissionsAccepted = (...perms: string[]) => guard((a) => perms.so
 /** the role, and a county assigned to the user (officer routes work inside that county) */
 export const countyRoleRequired = (role: string) => guard((a) => a.user.roles.includes(role) && a.user.countyId !== null);
 
-/** The session's last primary authentication must be within `withinSeconds`; else re-authenticate. */
-export const fresh = (withinSeconds: number, now: () => Date): preHandlerAsyncHookHandler => async (request) => {
-  const auth = authOf(request);
-  if (now().getTime() - auth.session.fsPaa.getTime() > withinSeconds * 1000) {
-    throw new AppError(401, 'REAUTH_REQUIRED', 'Re-authenticate with POST /verify to continue', { extra: { reauth_required: true } });
+const refusePersonalToken = (request: FastifyRequest) => {
+  if (request.auth?.method === 'token') {
+    throw forbidden('Personal access tokens cannot manage the account; sign in interactively');
   }
 };
 
-/** Only an interactive login (password session) may do this; personal access tokens get 403. */
+/**
+ * Account management (the contract's §5: logout-all, sessions, tokens, change-password, change-email,
+ * 2FA, passkeys) needs an interactive session: a personal access token is refused with 403, whatever
+ * its permissions. Put it on every such route, first in its preHandler list. It does not demand
+ * authentication by itself (the scope's requireAuth does), so optional-auth routes can use it too.
+ */
 export const interactiveOnly: preHandlerAsyncHookHandler = async (request) => {
-  if (authOf(request).method === 'token') {
-    throw forbidden('Personal access tokens cannot be used for this; log in with your password');
+  refusePersonalToken(request);
+};
+
+/**
+ * The session's last primary authentication must be within `withinSeconds`; else re-authenticate. A
+ * personal access token can never be fresh, so it is refused (403, as interactiveOnly) rather than sent
+ * to /verify, which refuses it too.
+ */
+export const fresh = (withinSeconds: number, now: () => Date): preHandlerAsyncHookHandler => async (request) => {
+  const auth = authOf(request);
+  refusePersonalToken(request);
+  if (now().getTime() - auth.session.fsPaa.getTime() > withinSeconds * 1000) {
+    throw new AppError(401, 'REAUTH_REQUIRED', 'Re-authenticate with POST /verify to continue', { extra: { reauth_required: true } });
   }
 };
 

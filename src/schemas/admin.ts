@@ -153,4 +153,29 @@ export const AuditPageResponse = Type.Object({
   next_cursor: Nullable(Type.String({ description: 'Pass as cursor for the next (older) page; null on the last page' })),
 }, { additionalProperties: false });
 
-export const ADMIN_SCHEMAS = [RoleSchema, CountySchema, DepartmentSchema, AuditEventSchema];
+/**
+ * An event of GET /auth/activity. Events another principal caused (an administrator, the ops CLI) carry
+ * only a label: never that principal's id, IP, user agent or request id.
+ */
+export const ActivityEventSchema = Type.Object({
+  id: Type.Integer(),
+  action: Type.String({ description: 'e.g. login.succeeded, profile.updated, user.updated' }),
+  actor: Type.Union([Type.Literal('self'), Type.Literal('administrator'), Type.Literal('system'), Type.Literal('anonymous')], {
+    description: 'self: you; administrator: another account acting on yours; system: the ops CLI or the service itself; ' +
+      'anonymous: an unauthenticated request naming your account (e.g. a failed login)',
+  }),
+  actor_id: Nullable(Type.Integer({ description: 'Your id when actor is self, else null' })),
+  target_user_id: Nullable(Type.Integer()),
+  ip: Nullable(Type.String({ description: 'Only for self and anonymous events' })),
+  user_agent: Nullable(Type.String({ description: 'Only for self and anonymous events' })),
+  request_id: Nullable(Type.String({ description: 'Only for self and anonymous events' })),
+  created_at: Timestamp,
+  details: Type.Record(Type.String(), Type.Unknown()),
+}, { $id: 'ActivityEvent', additionalProperties: false });
+
+export const ActivityPageResponse = Type.Object({
+  events: Type.Array(Type.Ref('ActivityEvent')),
+  next_cursor: Nullable(Type.String({ description: 'Pass as cursor for the next (older) page; null on the last page' })),
+}, { additionalProperties: false });
+
+export const ADMIN_SCHEMAS = [RoleSchema, CountySchema, DepartmentSchema, AuditEventSchema, ActivityEventSchema];

@@ -126,6 +126,37 @@ export async function listAuditEvents(ctx: Pick<SecurityContext, 'db'>, q: Audit
   return { events, nextCursor };
 }
 
+export type ActivityActor = 'self' | 'administrator' | 'system' | 'anonymous';
+
+/** Who caused an event, as the user it concerns (`viewerId`) may learn it. */
+export function activityActor(e: Pick<AuditEventRow, 'actorId' | 'ip'>, viewerId: number): ActivityActor {
+  if (e.actorId === viewerId) return 'self';
+  if (e.actorId !== null) return 'administrator';
+  // No actor and no request address: not a request at all, but the CLI or the service itself.
+  return e.ip === null ? 'system' : 'anonymous';
+}
+
+/**
+ * An event as GET /auth/activity shows it to `viewerId`. What another principal did shows a label, never
+ * that principal's id, IP, user agent or request id (staff details do not leak to the people they serve).
+ */
+export function activityEvent(e: AuditEventRow, viewerId: number) {
+  const actor = activityActor(e, viewerId);
+  const own = actor === 'self' || actor === 'anonymous';
+  return {
+    id: e.id,
+    action: e.action,
+    actor,
+    actor_id: actor === 'self' ? e.actorId : null,
+    target_user_id: e.targetUserId,
+    ip: own ? e.ip : null,
+    user_agent: own ? e.userAgent : null,
+    request_id: own ? e.requestId : null,
+    created_at: e.createdAt.toISOString(),
+    details: e.details,
+  };
+}
+
 /** The public (API, CLI export) form of an event. */
 export function publicAuditEvent(e: AuditEventRow) {
   return {

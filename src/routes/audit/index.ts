@@ -4,8 +4,8 @@ import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { permissionsRequired } from '../../plugins/guards.js';
 import { errors, SECURED } from '../../schemas/common.js';
-import { ActivityQuery, AuditPageResponse, AuditQuery } from '../../schemas/admin.js';
-import { listAuditEvents, publicAuditEvent, type AuditPage } from '../../security/audit.js';
+import { ActivityPageResponse, ActivityQuery, AuditPageResponse, AuditQuery } from '../../schemas/admin.js';
+import { activityEvent, listAuditEvents, publicAuditEvent, type AuditPage } from '../../security/audit.js';
 
 const DEFAULT_LIMIT = 50;
 
@@ -36,11 +36,14 @@ export default async function auditRoutes(root: FastifyInstance) {
   app.get('/auth/activity', {
     schema: {
       tags: ['auth'], operationId: 'getActivity', summary: 'Your own security events, newest first', security: SECURED,
-      description: 'Logins (and failed attempts), logouts, and changes made to or by your account.',
+      description: 'Logins (and failed attempts), logouts, and changes made to or by your account. Changes another principal ' +
+        'made carry an actor label (administrator, system), never that principal\'s id, IP or user agent.',
       querystring: ActivityQuery,
-      response: { 200: AuditPageResponse, ...errors(400, 401) },
+      response: { 200: ActivityPageResponse, ...errors(400, 401) },
     },
-  }, async (request) => page(await listAuditEvents(ctx, {
-    userId: request.auth!.user.id, cursor: request.query.cursor, limit: request.query.limit ?? DEFAULT_LIMIT,
-  })));
+  }, async (request) => {
+    const viewer = request.auth!.user.id;
+    const p = await listAuditEvents(ctx, { userId: viewer, cursor: request.query.cursor, limit: request.query.limit ?? DEFAULT_LIMIT });
+    return { events: p.events.map((e) => activityEvent(e, viewer)), next_cursor: p.nextCursor };
+  });
 }

@@ -1,6 +1,7 @@
 // The security views: register, login, logout, refresh, and the caller's own account under /auth.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RequestAuth } from '../../plugins/authentication.js';
+import { interactiveOnly, permissionsRequired } from '../../plugins/guards.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError, notFound } from '../../errors.js';
@@ -158,6 +159,8 @@ export default async function authRoutes(root: FastifyInstance) {
     }, async (request) => ({ user: publicUser(auth(request).user), status: 'success' as const }));
 
     s.patch('/auth/current-user', {
+      // A personal access token edits the profile only when it carries profile:write (the intersection).
+      preHandler: permissionsRequired('profile:write'),
       schema: {
         tags: TAG, operationId: 'updateCurrentUser', summary: 'Update your own profile fields', security: SECURED,
         description: 'Only first_name, last_name, phone_number and address; any other field is 400.',
@@ -181,9 +184,11 @@ export default async function authRoutes(root: FastifyInstance) {
     }, async (request) => ({ csrf_token: auth(request).session.csrfToken }));
 
     s.get('/auth/sessions', {
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'listSessions', summary: 'Your live sessions', security: SECURED,
-        response: { 200: SessionsResponse, ...errors(401) },
+        description: 'Not with a personal access token (403).',
+        response: { 200: SessionsResponse, ...errors(401, 403) },
       },
     }, async (request) => {
       const a = auth(request);
@@ -197,6 +202,7 @@ export default async function authRoutes(root: FastifyInstance) {
     });
 
     s.delete('/auth/sessions/:id', {
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'revokeSession', summary: 'End one of your sessions', security: SECURED,
         params: UuidParam,
@@ -211,6 +217,7 @@ export default async function authRoutes(root: FastifyInstance) {
     });
 
     s.post('/auth/logout-all', {
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'logoutAll', summary: 'End every session and invalidate every token', security: SECURED,
         response: { 204: Type.Null({ description: 'All sessions revoked' }), ...errors(401, 403) },

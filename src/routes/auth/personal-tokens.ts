@@ -59,9 +59,11 @@ export default async function tokenRoutes(root: FastifyInstance) {
     });
 
     s.get('/auth/tokens', {
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'listPersonalTokens', summary: 'Your live personal access tokens (never the token values)', security: SECURED,
-        response: { 200: TokenListResponse, ...errors(401) },
+        description: 'Not with a personal access token (403).',
+        response: { 200: TokenListResponse, ...errors(401, 403) },
       },
     }, async (request) => ({
       tokens: (await listPersonalTokens(ctx, request.auth!.user.id)).map((t) => ({
@@ -71,6 +73,8 @@ export default async function tokenRoutes(root: FastifyInstance) {
     }));
 
     s.delete('/auth/tokens/:id', {
+      // A token revoking its siblings would be account management by automation.
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'revokePersonalToken', summary: 'Revoke one of your personal access tokens', security: SECURED,
         params: UuidParam,

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
-import { fresh } from '../../plugins/guards.js';
+import { fresh, interactiveOnly } from '../../plugins/guards.js';
 import { startSession } from '../../security/auth.js';
 import { clearLoginFailures } from '../../security/lockout.js';
 import {
@@ -63,6 +63,7 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
     const s = scope.withTypeProvider<TypeBoxTypeProvider>();
 
     s.post(`${prefix}/tf-setup`, {
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'startTwoFactorSetup', summary: 'Start setting up an authenticator app',
         security: [...SECURED, {}],
@@ -89,6 +90,7 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
 
     s.post(`${prefix}/tf-setup/:tf_setup_token`, {
       config: { rateLimitClass: 'totp' },
+      preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'confirmTwoFactorSetup', summary: 'Switch two-factor authentication on with a code from the app',
         security: [...SECURED, {}],
