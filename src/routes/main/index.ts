@@ -67,15 +67,19 @@ export default async function mainRoutes(root: FastifyInstance) {
     scope.withTypeProvider<TypeBoxTypeProvider>().get('/dashboard', {
       schema: {
         tags: ['main'], operationId: 'dashboard', summary: 'Role-based dashboard data',
-        description: 'data depends on the highest role: County Admin > Department Officer > Citizen.',
+        description: 'data depends on the highest role: County Admin > Department Officer > Citizen. The staff views need ' +
+          'users:read too (a personal access token without it gets the citizen view).',
         security: [{ bearerAuth: [] }, { cookieAuth: [] }],
         response: { 200: DashboardResponse, ...errors(401) },
       },
     }, async (request) => {
       const { user } = request.auth!;
-      const data = user.roles.includes(ROLE_ADMIN)
+      // The staff views list other users: they need users:read as well as the role, so a personal access
+      // token without it (the intersection of its permissions and the owner's) sees the citizen view.
+      const readsUsers = user.permissions.includes('users:read');
+      const data = readsUsers && user.roles.includes(ROLE_ADMIN)
         ? await adminOverview(ctx.db, ctx.clock.now())
-        : user.roles.includes(ROLE_OFFICER)
+        : readsUsers && user.roles.includes(ROLE_OFFICER)
           ? await officerOverview(ctx.db, user.countyId, user.departmentId)
           : { profile: publicUser(user), recent_activity: await citizenActivity(ctx.db, user.id) };
       return {

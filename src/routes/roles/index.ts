@@ -30,7 +30,8 @@ export default async function roleRoutes(root: FastifyInstance) {
     preHandler: canWrite,
     schema: {
       tags: TAGS, operationId: 'createRole', summary: 'Create a role', security: SECURED,
-      description: 'Permissions are resource:action strings (^[a-z]+:[a-z*]+$). A taken name is 409 CONFLICT.',
+      description: 'Permissions are resource:action strings (^[a-z]+:[a-z*]+$). A taken name is 409 CONFLICT. ' +
+        '403 when a permission is not yours (a County Admin signed in interactively may use any).',
       body: CreateRoleBody,
       response: { 201: RoleResponse, ...bodyErrors(401, 403, 409) },
     },
@@ -52,7 +53,8 @@ export default async function roleRoutes(root: FastifyInstance) {
     preHandler: canWrite,
     schema: {
       tags: TAGS, operationId: 'updateRole', summary: 'Rename a role or change its description or permissions', security: SECURED,
-      description: 'permissions is the complete set. Seeded roles can be edited but not renamed (409); a taken name is 409.',
+      description: 'permissions is the complete set. Seeded roles can be edited but not renamed (409); a taken name is 409. ' +
+        '403 unless you hold every permission the role has before and after the change; only a County Admin edits County Admin.',
       params: IdParam,
       body: PatchRoleBody,
       response: { 200: RoleResponse, ...bodyErrors(401, 403, 404, 409) },
@@ -63,7 +65,8 @@ export default async function roleRoutes(root: FastifyInstance) {
     preHandler: canWrite,
     schema: {
       tags: TAGS, operationId: 'deleteRole', summary: 'Delete a role', security: SECURED,
-      description: 'A role still assigned to users is 409 unless force=true (the assignments go too). Seeded roles cannot be deleted (409).',
+      description: 'A role still assigned to users is 409 unless force=true (the assignments go too). Seeded roles cannot be deleted (409). ' +
+        '403 when the role carries a permission you do not hold.',
       params: IdParam,
       querystring: DeleteRoleQuery,
       response: { 204: Type.Null({ description: 'Deleted' }), ...errors(400, 401, 403, 404, 409) },

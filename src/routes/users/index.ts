@@ -1,5 +1,7 @@
 // The users module (/users): administration of accounts. County Admins work on every user; Department
-// Officers read the users of their own county only (others are 404, so ids do not leak).
+// Officers read the users of their own county only (others are 404, so ids do not leak). Every write
+// obeys the delegation rule (security/delegation.ts, docs/authorization.md): grant only roles within
+// your permissions, act only on accounts no stronger than you; otherwise 403 and nothing written.
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ROLE_ADMIN, ROLE_OFFICER } from '../../security/role-names.js';
@@ -63,7 +65,8 @@ export default async function userRoutes(root: FastifyInstance) {
     preHandler: canWrite,
     schema: {
       tags: TAGS, operationId: 'createUser', summary: 'Create a user', security: SECURED,
-      description: 'An unknown role is 400 (field roles); a taken email is 409 EMAIL_TAKEN; the password policy applies.',
+      description: 'An unknown role is 400 (field roles); a taken email is 409 EMAIL_TAKEN; the password policy applies. ' +
+        '403 when a role carries a permission you do not hold, or is County Admin and you are not one (nothing is created).',
       body: CreateUserBody,
       response: { 201: UserResponse, ...bodyErrors(401, 403, 409) },
     },
@@ -89,7 +92,7 @@ export default async function userRoutes(root: FastifyInstance) {
     preHandler: canWrite,
     schema: {
       tags: TAGS, operationId: 'updateUser', summary: 'Update profile, county or department', security: SECURED,
-      description: "department_id must belong to the user's county (400 otherwise).",
+      description: "department_id must belong to the user's county (400 otherwise). 403 when the user holds a permission you do not.",
       params: IdParam,
       body: PatchUserBody,
       response: { 200: UserResponse, ...bodyErrors(401, 403, 404) },
@@ -124,8 +127,10 @@ export default async function userRoutes(root: FastifyInstance) {
     app.post(`/users/:id/${a.path}`, {
       preHandler: canWrite,
       schema: {
-        tags: TAGS, operationId: a.operationId, summary: a.summary, description: a.description, security: SECURED,
+        tags: TAGS, operationId: a.operationId, summary: a.summary, security: SECURED,
         params: IdParam,
+        description: [a.description, '403 when the user holds a permission you do not (only a County Admin acts on a County Admin).']
+          .filter(Boolean).join(' '),
         response: { 200: UserResponse, ...errors(...a.statuses) },
       },
     }, async (request) => ({ user: publicUser(await a.fn(ctx, actorOf(request), request.params.id)) }));
@@ -135,7 +140,8 @@ export default async function userRoutes(root: FastifyInstance) {
     preHandler: canAssignRoles,
     schema: {
       tags: TAGS, operationId: 'setUserRoles', summary: "Replace a user's roles", security: SECURED,
-      description: 'The full set of role names. An unknown role is 400 (field roles). Takes effect on the next request.',
+      description: 'The full set of role names. An unknown role is 400 (field roles). Takes effect on the next request. ' +
+        '403 unless the user holds no permission you lack and every added role is within your permissions.',
       params: IdParam,
       body: UserRolesBody,
       response: { 200: UserResponse, ...bodyErrors(401, 403, 404, 409) },
@@ -146,7 +152,7 @@ export default async function userRoutes(root: FastifyInstance) {
     preHandler: canAssignRoles,
     schema: {
       tags: TAGS, operationId: 'addUserRole', summary: 'Give a user a role', security: SECURED,
-      description: 'Idempotent. An unknown role is 404.',
+      description: 'Idempotent. An unknown role is 404. 403 when the role or the user holds a permission you do not.',
       params: UserRoleParams,
       response: { 200: UserResponse, ...errors(400, 401, 403, 404) },
     },
@@ -156,7 +162,8 @@ export default async function userRoutes(root: FastifyInstance) {
     preHandler: canAssignRoles,
     schema: {
       tags: TAGS, operationId: 'removeUserRole', summary: 'Take a role from a user', security: SECURED,
-      description: 'Idempotent. An unknown role is 404; the last active County Admin keeps the role (409).',
+      description: 'Idempotent. An unknown role is 404; the last active County Admin keeps the role (409). 403 when the user ' +
+        'holds a permission you do not; only a County Admin takes County Admin away.',
       params: UserRoleParams,
       response: { 200: UserResponse, ...errors(400, 401, 403, 404, 409) },
     },

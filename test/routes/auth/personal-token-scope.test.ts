@@ -94,4 +94,14 @@ describe('personal access tokens: scopes and account management', () => {
     expect((await t.app.inject({ url: '/roles', headers: bearer(reader.token) })).statusCode).toBe(403);
     expect((await t.app.inject({ url: '/audit', headers: bearer(reader.token) })).statusCode).toBe(403);
   });
+
+  it("GET /dashboard: an admin's token without users:read gets the citizen view, not the staff overview", async () => {
+    const adminUser = await makeUser(t.ctx, { roles: ['County Admin'] });
+    const s = await login(t.app, adminUser.email);
+    const profileOnly = await mint(s.access_token, 'profile', ['profile:read']);
+    const viaToken = (await t.app.inject({ url: '/dashboard', headers: bearer(profileOnly.token) })).json().data;
+    expect(viaToken).not.toHaveProperty('users_by_role');
+    expect(viaToken).toHaveProperty('profile');
+    expect((await t.app.inject({ url: '/dashboard', headers: bearer(s.access_token) })).json().data).toHaveProperty('users_by_role');
+  });
 });
