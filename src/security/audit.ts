@@ -12,6 +12,8 @@ type Db = Database | Tx;
 
 /**
  * The actions written today (the README's audit table lists them); any `noun.verb` string is accepted.
+ * A change the delegation rule refuses is recorded as the change's action + `.denied`
+ * (security/delegation.ts, docs/authorization.md).
  */
 export const AUDIT_ACTIONS = [
   'login.succeeded', 'login.failed', 'logout', 'logout_all', 'session.revoked', 'refresh_token.reused',
@@ -24,6 +26,9 @@ export const AUDIT_ACTIONS = [
   'email.changed', 'session.verified', 'token.created', 'token.revoked',
   'account.locked', 'login.second_factor_required', 'login.second_factor_setup_required',
   'tf.enabled', 'tf.disabled', 'tf.recovery_codes_regenerated', 'tf.recovery_code_used',
+  'user.created.denied', 'user.updated.denied', 'user.activated.denied', 'user.deactivated.denied', 'user.unlocked.denied',
+  'user.access_reset.denied', 'user.roles_changed.denied', 'user.password_set.denied',
+  'role.created.denied', 'role.updated.denied', 'role.deleted.denied',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number] | (string & {});
 
