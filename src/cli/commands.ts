@@ -7,14 +7,18 @@ import type { SecurityContext } from '../security/context.js';
 import { listAuditEvents, publicAuditEvent } from '../security/audit.js';
 import {
   activateAccount, createAccount, deactivateAccount, GLOBAL_SCOPE, grantRole, listUsersJson, resetAccountAccess, resolveUser,
-  revokeRole, setAccountPassword, unlockAccount, type Actor,
+  revokeRole, setAccountPassword, setAccountRoles, unlockAccount, updateAccount, type Actor,
 } from '../security/users.js';
-import { changeRolePermissions, createRoleAudited, listRoles, publicRole } from '../security/roles.js';
-import { validationError } from '../errors.js';
+import { changeRolePermissions, createRoleAudited, deleteRole, getRole, listRoles, publicRole, updateRole, type RoleRecord } from '../security/roles.js';
+import { findRole } from '../security/datastore.js';
+import { createCounty, createDepartment, listCounties, listDepartments, publicCounty, publicDepartment } from '../security/org.js';
+import { notFound, validationError } from '../errors.js';
 import { Email } from '../schemas/common.js';
+import { AuditQuery, NameBody, PatchRoleBody, PatchUserBody, UserRolesBody } from '../schemas/admin.js';
 import { registerFormats } from '../schemas/formats.js';
 import { publicUser } from '../security/presenters.js';
 import { readNewPassword, UsageError } from './io.js';
+import { checkBody } from './validate.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -75,6 +79,12 @@ function date(name: string, v: unknown): Date | undefined {
   return d;
 }
 
+/** A positional id (COUNTY_ID): a usage error when it is not a positive integer. */
+function positiveId(name: string, v: string): number {
+  if (!/^[0-9]{1,10}$/.test(v) || Number(v) < 1 || Number(v) > 2147483647) throw new UsageError(`${name} must be a positive integer`);
+  return Number(v);
+}
+
 type PublicUser = ReturnType<typeof publicUser>;
 
 function describeUser(u: PublicUser): string {
@@ -96,6 +106,37 @@ function describeUser(u: PublicUser): string {
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+/** A text option: absent → unchanged, empty → cleared (null), else the value. */
+function text(v: unknown): string | null | undefined {
+  if (v === undefined) return undefined;
+  return v === '' ? null : String(v);
+}
+
+/** An id option that may be cleared: absent → unchanged, `none` → null. */
+function idOrNone(name: string, v: unknown): number | null | undefined {
+  if (v === 'none') return null;
+  return int(name, v);
+}
+
+/** ROLE: a numeric id or a role name. */
+async function resolveRole(r: CommandRun, ref: string): Promise<RoleRecord> {
+  if (/^[0-9]{1,10}$/.test(ref)) return getRole(r.ctx, Number(ref));
+  const row = await findRole(r.ctx.db, ref);
+  if (!row) throw notFound('Role');
+  return getRole(r.ctx, row.id);
+}
+
+function describeRole(role: ReturnType<typeof publicRole>): string {
+  return [
+    `id:          ${role.id}`,
+    `name:        ${role.name}`,
+    `description: ${role.description ?? '-'}`,
+    `permissions: ${role.permissions.join(', ') || '-'}`,
+    `seeded:      ${role.seeded ? 'yes' : 'no'}`,
+    `users:       ${role.user_count}`,
+  ].join('\n');
 }
 
 /** users activate|deactivate|reset-access|unlock USER */
@@ -183,9 +224,50 @@ export const COMMANDS: Record<string, Command> = {
   'users reset-access': userAction('reset-access', 'invalidate every session and token of a user', resetAccountAccess),
   'users unlock': userAction('unlock', 'clear failed logins / lift a lockout', unlockAccount),
 
+  'users update': {
+    usage: 'users update USER [--first-name X] [--last-name X] [--phone X] [--address X] [--county ID|none] [--department ID|none]',
+    summary: "update profile, county or department (PATCH /users/{id}); an empty text clears it; the department must belong to the user's county",
+    args: [1, 1],
+    options: {
+      'first-name': { type: 'string' }, 'last-name': { type: 'string' }, phone: { type: 'string' }, address: { type: 'string' },
+      county: { type: 'string' }, department: { type: 'string' },
+    },
+    async run(r) {
+      const body = Object.fromEntries(Object.entries({
+        first_name: text(r.opts['first-name']), last_name: text(r.opts['last-name']), phone_number: text(r.opts.phone), address: text(r.opts.address),
+        county_id: idOrNone('county', r.opts.county), department_id: idOrNone('department', r.opts.department),
+      }).filter(([, v]) => v !== undefined));
+      if (!Object.keys(body).length) throw new UsageError('nothing to update: give at least one option (see --help)');
+      checkBody(PatchUserBody, body);
+      const target = await resolveUser(r.ctx.db, r.args[0]!);
+      const user = publicUser(await updateAccount(r.ctx, r.actor, target.id, {
+        firstName: body.first_name as string | null | undefined, lastName: body.last_name as string | null | undefined,
+        phoneNumber: body.phone_number as string | null | undefined, address: body.address as string | null | undefined,
+        countyId: body.county_id as number | null | undefined, departmentId: body.department_id as number | null | undefined,
+      }));
+      r.print({ user }, describeUser(user));
+    },
+  },
+
+  'users set-roles': {
+    usage: 'users set-roles USER ROLE... | users set-roles USER --none',
+    summary: "replace a user's roles with exactly these (PUT /users/{id}/roles); --none removes them all",
+    args: [1, 21],
+    options: { none: { type: 'boolean' } },
+    async run(r) {
+      const names = r.args.slice(1);
+      if (!names.length && r.opts.none !== true) throw new UsageError('name the roles, or give --none to remove every role');
+      if (names.length && r.opts.none === true) throw new UsageError('--none takes no role names');
+      checkBody(UserRolesBody, { roles: names });
+      const target = await resolveUser(r.ctx.db, r.args[0]!);
+      const user = publicUser(await setAccountRoles(r.ctx, r.actor, target.id, names));
+      r.print({ user }, `user ${user.id} (${user.email}) roles: ${user.roles.join(', ') || '-'}`);
+    },
+  },
+
   'users change-password': {
     usage: 'users change-password USER [--password-stdin]',
-    summary: "set a user's password (policy applies); every session of the user ends",
+    summary: "set a user's password (policy applies); every session of the user ends. CLI only: over HTTP users change or reset their own",
     args: [1, 1],
     options: passwordOption,
     async prepare(args, opts) {
@@ -219,6 +301,49 @@ export const COMMANDS: Record<string, Command> = {
       const roles = (await listRoles(r.ctx)).map(publicRole);
       const rows = [['ID', 'NAME', 'USERS', 'PERMISSIONS'], ...roles.map((x) => [String(x.id), x.name, String(x.user_count), x.permissions.join(', ') || '-'])];
       r.print({ roles }, table(rows));
+    },
+  },
+
+  'roles show': {
+    usage: 'roles show ROLE',
+    summary: 'show one role (ROLE is an id or a name)',
+    args: [1, 1],
+    async run(r) {
+      const role = publicRole(await resolveRole(r, r.args[0]!));
+      r.print({ role }, describeRole(role));
+    },
+  },
+
+  'roles update': {
+    usage: 'roles update ROLE [--name NEW] [--description TEXT] [--permission PERM]... [--no-permissions]',
+    summary: 'rename a role, change its description, or replace its permissions (PATCH /roles/{id}); seeded roles keep their names',
+    args: [1, 1],
+    options: {
+      name: { type: 'string' }, description: { type: 'string' }, permission: { type: 'string', multiple: true }, 'no-permissions': { type: 'boolean' },
+    },
+    async run(r) {
+      if (r.opts.permission !== undefined && r.opts['no-permissions'] === true) throw new UsageError('--permission and --no-permissions exclude each other');
+      const body = Object.fromEntries(Object.entries({
+        name: str(r.opts.name), description: text(r.opts.description),
+        permissions: r.opts['no-permissions'] === true ? [] : r.opts.permission === undefined ? undefined : list(r.opts.permission),
+      }).filter(([, v]) => v !== undefined));
+      if (!Object.keys(body).length) throw new UsageError('nothing to update: give --name, --description, --permission or --no-permissions');
+      checkBody(PatchRoleBody, body);
+      const before = await resolveRole(r, r.args[0]!);
+      const role = publicRole(await updateRole(r.ctx, r.actor, before.id, body));
+      r.print({ role }, describeRole(role));
+    },
+  },
+
+  'roles delete': {
+    usage: 'roles delete ROLE [--force]',
+    summary: 'delete a role (DELETE /roles/{id}); a role still assigned needs --force (the assignments go too); seeded roles stay',
+    args: [1, 1],
+    options: { force: { type: 'boolean' } },
+    async run(r) {
+      const role = await resolveRole(r, r.args[0]!);
+      await deleteRole(r.ctx, r.actor, role.id, { force: r.opts.force === true });
+      r.print({ deleted: { id: role.id, name: role.name } }, `deleted role ${role.id} "${role.name}"`);
     },
   },
 
@@ -261,6 +386,74 @@ export const COMMANDS: Record<string, Command> = {
     async run(r) {
       const role = publicRole(await changeRolePermissions(r.ctx, r.actor, r.args[0]!, { remove: r.args.slice(1) }));
       r.print({ role }, `role "${role.name}": ${role.permissions.join(', ') || 'no permissions'}`);
+    },
+  },
+
+  'counties list': {
+    usage: 'counties list',
+    summary: 'list counties (GET /counties)',
+    args: [0, 0],
+    async run(r) {
+      const counties = (await listCounties(r.ctx)).map(publicCounty);
+      r.print({ counties }, table([['ID', 'NAME'], ...counties.map((c) => [String(c.id), c.name])]));
+    },
+  },
+
+  'counties create': {
+    usage: 'counties create NAME',
+    summary: 'create a county (POST /counties)',
+    args: [1, 1],
+    async run(r) {
+      checkBody(NameBody, { name: r.args[0]! });
+      const county = publicCounty(await createCounty(r.ctx, r.actor, { name: r.args[0]! }));
+      r.print({ county }, `created county ${county.id} "${county.name}"`);
+    },
+  },
+
+  'departments list': {
+    usage: 'departments list COUNTY_ID',
+    summary: 'list the departments of a county (GET /counties/{id}/departments)',
+    args: [1, 1],
+    async run(r) {
+      const departments = (await listDepartments(r.ctx, positiveId('COUNTY_ID', r.args[0]!))).map(publicDepartment);
+      r.print({ departments }, table([['ID', 'NAME'], ...departments.map((d) => [String(d.id), d.name])]));
+    },
+  },
+
+  'departments create': {
+    usage: 'departments create COUNTY_ID NAME',
+    summary: 'create a department in a county (POST /counties/{id}/departments)',
+    args: [2, 2],
+    async run(r) {
+      const countyId = positiveId('COUNTY_ID', r.args[0]!);
+      checkBody(NameBody, { name: r.args[1]! });
+      const department = publicDepartment(await createDepartment(r.ctx, r.actor, countyId, { name: r.args[1]! }));
+      r.print({ department }, `created department ${department.id} "${department.name}" in county ${department.county_id}`);
+    },
+  },
+
+  'audit list': {
+    usage: 'audit list [--user ID] [--action ACTION] [--from ISO] [--to ISO] [--cursor C] [--limit N]',
+    summary: 'one page of audit events, newest first (GET /audit); follow the printed cursor for older ones',
+    args: [0, 0],
+    options: {
+      user: { type: 'string' }, action: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' },
+      cursor: { type: 'string' }, limit: { type: 'string' },
+    },
+    async run(r) {
+      const userId = int('user', r.opts.user);
+      const limit = int('limit', r.opts.limit);
+      const from = date('from', r.opts.from);
+      const to = date('to', r.opts.to);
+      checkBody(AuditQuery, Object.fromEntries(Object.entries({
+        user_id: userId, action: str(r.opts.action), from: from?.toISOString(), to: to?.toISOString(), cursor: str(r.opts.cursor), limit,
+      }).filter(([, v]) => v !== undefined)));
+      const page = await listAuditEvents(r.ctx, { userId, action: str(r.opts.action), from, to, cursor: str(r.opts.cursor), limit: limit ?? 50 });
+      const events = page.events.map(publicAuditEvent);
+      const rows = [['ID', 'TIME', 'ACTION', 'ACTOR', 'TARGET'], ...events.map((e) => [
+        String(e.id), e.created_at, e.action, e.actor_id === null ? '-' : String(e.actor_id), e.target_user_id === null ? '-' : String(e.target_user_id),
+      ])];
+      r.print({ events, next_cursor: page.nextCursor }, `${table(rows)}${page.nextCursor ? `\nolder: --cursor ${page.nextCursor}` : ''}`);
     },
   },
 
