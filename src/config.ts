@@ -1,5 +1,5 @@
 // The one place that reads the environment. Every key is declared once in EnvSchema, validated at
-// boot, and documented in .env.example and the README.
+// boot, and documented in .env.example and docs/configuration.md.
 import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { existsSync, readFileSync } from 'node:fs';
