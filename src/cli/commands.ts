@@ -158,7 +158,7 @@ const passwordOption: Options = { 'password-stdin': { type: 'boolean' } };
 export const COMMANDS: Record<string, Command> = {
   'users create': {
     usage: 'users create EMAIL [--first-name X] [--last-name X] [--phone X] [--address X] [--role NAME]... [--county ID] [--department ID] [--inactive] [--unconfirmed] [--password-stdin]',
-    summary: 'create a user (default role Citizen); the password is prompted for or read from stdin',
+    summary: 'create a user (POST /users; default role Citizen); the password is prompted for or read from stdin',
     args: [1, 1],
     options: {
       'first-name': { type: 'string' }, 'last-name': { type: 'string' }, phone: { type: 'string' }, address: { type: 'string' },
@@ -186,7 +186,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'users list': {
     usage: 'users list [--q TEXT] [--role NAME] [--active yes|no] [--county ID] [--page N] [--per-page N] [--sort=FIELDS]',
-    summary: 'list users (the filters and sort of GET /users)',
+    summary: 'list users (GET /users: the same filters, sort and page limits)',
     args: [0, 0],
     options: {
       q: { type: 'string' }, role: { type: 'string' }, active: { type: 'string' }, county: { type: 'string' },
@@ -211,7 +211,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'users show': {
     usage: 'users show USER',
-    summary: 'show one user (USER is an id or an email address)',
+    summary: 'show one user (GET /users/{id}; USER is an id or an email address)',
     args: [1, 1],
     async run(r) {
       const user = publicUser(await resolveUser(r.ctx.db, r.args[0]!));
@@ -219,10 +219,10 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
 
-  'users activate': userAction('activate', 'activate a user', activateAccount),
-  'users deactivate': userAction('deactivate', 'deactivate a user: every session and token dies at once', deactivateAccount),
-  'users reset-access': userAction('reset-access', 'invalidate every session and token of a user', resetAccountAccess),
-  'users unlock': userAction('unlock', 'clear failed logins / lift a lockout', unlockAccount),
+  'users activate': userAction('activate', 'activate a user (POST /users/{id}/activate)', activateAccount),
+  'users deactivate': userAction('deactivate', 'deactivate a user (POST /users/{id}/deactivate): every session and token dies at once', deactivateAccount),
+  'users reset-access': userAction('reset-access', 'invalidate every session and token of a user (POST /users/{id}/reset-access)', resetAccountAccess),
+  'users unlock': userAction('unlock', 'clear failed logins / lift a lockout (POST /users/{id}/unlock)', unlockAccount),
 
   'users update': {
     usage: 'users update USER [--first-name X] [--last-name X] [--phone X] [--address X] [--county ID|none] [--department ID|none]',
@@ -282,7 +282,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles create': {
     usage: 'roles create NAME [--description TEXT] [--permission PERM]...',
-    summary: 'create a role',
+    summary: 'create a role (POST /roles)',
     args: [1, 1],
     options: { description: { type: 'string' }, permission: { type: 'string', multiple: true } },
     async run(r) {
@@ -295,7 +295,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles list': {
     usage: 'roles list',
-    summary: 'list roles with their permissions',
+    summary: 'list roles with their permissions (GET /roles)',
     args: [0, 0],
     async run(r) {
       const roles = (await listRoles(r.ctx)).map(publicRole);
@@ -349,7 +349,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles add': {
     usage: 'roles add USER ROLE',
-    summary: 'give a user a role',
+    summary: 'give a user a role (POST /users/{id}/roles/{role})',
     args: [2, 2],
     async run(r) {
       const target = await resolveUser(r.ctx.db, r.args[0]!);
@@ -360,7 +360,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles remove': {
     usage: 'roles remove USER ROLE',
-    summary: 'take a role from a user',
+    summary: 'take a role from a user (DELETE /users/{id}/roles/{role})',
     args: [2, 2],
     async run(r) {
       const target = await resolveUser(r.ctx.db, r.args[0]!);
@@ -371,7 +371,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles add-permissions': {
     usage: 'roles add-permissions ROLE PERM...',
-    summary: 'add permissions to a role',
+    summary: 'add permissions to a role (CLI only; over HTTP PATCH /roles/{id} sends the full set)',
     args: [2, 100],
     async run(r) {
       const role = publicRole(await changeRolePermissions(r.ctx, r.actor, r.args[0]!, { add: r.args.slice(1) }));
@@ -381,7 +381,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles remove-permissions': {
     usage: 'roles remove-permissions ROLE PERM...',
-    summary: 'remove permissions from a role',
+    summary: 'remove permissions from a role (CLI only; over HTTP PATCH /roles/{id} sends the full set)',
     args: [2, 100],
     async run(r) {
       const role = publicRole(await changeRolePermissions(r.ctx, r.actor, r.args[0]!, { remove: r.args.slice(1) }));
@@ -459,7 +459,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'audit export': {
     usage: 'audit export [--user ID] [--action ACTION] [--from ISO] [--to ISO]',
-    summary: 'print audit events as JSON lines, oldest first',
+    summary: 'print every matching audit event as JSON lines, oldest first (GET /audit, every page)',
     args: [0, 0],
     options: { user: { type: 'string' }, action: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } },
     async run(r) {
