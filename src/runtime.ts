@@ -11,11 +11,7 @@ export interface Runtime { database: OpenDatabase }
 export async function openRuntime(config: Config, log: { info: (m: string) => void; warn: (m: string) => void }, opts: { migrate?: boolean; seed?: boolean; serve?: boolean } = {}): Promise<Runtime> {
   const database = await openDatabase(config, () => undefined, { serve: opts.serve });
   try {
-    log.info(database.embedded
-      ? `embedded PostgreSQL on 127.0.0.1:${database.embedded.port} (data in ${config.DATA_DIR}/postgres)`
-      : database.attached
-        ? `using the running server's embedded PostgreSQL on 127.0.0.1:${database.attached.port} (server pid ${database.attached.serverPid})`
-        : 'using DATABASE_URL');
+    log.info(database.embedded ? `embedded PostgreSQL on 127.0.0.1:${database.embedded.port} (data in ${config.DATA_DIR}/postgres)` : 'using DATABASE_URL');
     if (opts.migrate ?? true) await runMigrations(database.db);
     if (opts.seed ?? config.SEED_ON_START) {
       const ctx = securityContext(config, { db: database });

@@ -169,7 +169,7 @@ async function login(event) {
     if (answer.tf_required) {
       if (answer.tf_setup_required) {
         throw new Error('Your role requires two-factor authentication and this account has none yet: set it up with ' +
-          'another client first (docs/security.md: Two-factor authentication, forced setup).');
+          'another client first (README: Two-factor authentication, forced setup).');
       }
       state.tfToken = answer.tf_token;
       showStep('code');

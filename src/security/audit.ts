@@ -11,7 +11,7 @@ type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Db = Database | Tx;
 
 /**
- * The actions written today (docs/api.md's audit table lists them); any `noun.verb` string is accepted.
+ * The actions written today (the README's audit table lists them); any `noun.verb` string is accepted.
  */
 export const AUDIT_ACTIONS = [
   'login.succeeded', 'login.failed', 'logout', 'logout_all', 'session.revoked', 'refresh_token.reused',
