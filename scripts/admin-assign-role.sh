@@ -6,4 +6,5 @@ id="${1:?usage: scripts/admin-assign-role.sh ID ROLE}"
 role="${2:?usage: scripts/admin-assign-role.sh ID ROLE}"
 [[ "$id" =~ ^[0-9]+$ ]] || { echo "ID must be a number" >&2; exit 2; }
 encoded=$(ROLE="$role" node -e 'process.stdout.write(encodeURIComponent(process.env.ROLE))')
-call 200 POST "/users/$id/roles/$encoded" -H "$(bearer)"
+need_bearer
+call 200 POST "/users/$id/roles/$encoded" "${AUTH[@]}"

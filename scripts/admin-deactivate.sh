@@ -4,4 +4,5 @@
 . "$(dirname "$0")/lib.sh"
 id="${1:?usage: scripts/admin-deactivate.sh ID}"
 [[ "$id" =~ ^[0-9]+$ ]] || { echo "ID must be a number" >&2; exit 2; }
-call 200 POST "/users/$id/deactivate" -H "$(bearer)"
+need_bearer
+call 200 POST "/users/$id/deactivate" "${AUTH[@]}"

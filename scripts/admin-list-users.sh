@@ -3,4 +3,5 @@
 #   usage: scripts/admin-list-users.sh ['q=jane&role=Citizen&active=true&per_page=50&sort=-created_at']
 . "$(dirname "$0")/lib.sh"
 query="${1:-}"
-call 200 GET "/users${query:+?$query}" -H "$(bearer)"
+need_bearer
+call 200 GET "/users${query:+?$query}" "${AUTH[@]}"

@@ -5,7 +5,8 @@
 . "$(dirname "$0")/lib.sh"
 name="${1:?usage: scripts/create-token.sh NAME [EXPIRES_IN_SECONDS]}"
 body=$(NAME="$name" EXP="${2:-}" node -e 'const b={name:process.env.NAME}; if (process.env.EXP) b.expires_in=Number(process.env.EXP); console.log(JSON.stringify(b))')
-call 201 POST /auth/tokens -H "$(bearer)" -H 'Content-Type: application/json' --data-binary @- <<<"$body" >/dev/null
+need_bearer
+call 201 POST /auth/tokens "${AUTH[@]}" -H 'Content-Type: application/json' --data-binary @- <<<"$body" >/dev/null
 umask 077
 json token >"$CS_STATE/personal_token"
 cp "$CS_STATE/personal_token" "$CS_STATE/access_token"

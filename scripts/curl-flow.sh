@@ -3,7 +3,12 @@
 # register → login (-c cookies) → dashboard (-b cookies) → current user (bearer) → refresh → logout.
 set -euo pipefail
 here="$(dirname "$0")"
-export CS_STATE="${CS_STATE:-$(mktemp -d)}"
+if [ -z "${CS_STATE:-}" ]; then
+  # our own temporary state (tokens, cookie jar): removed however the flow ends
+  CS_STATE="$(mktemp -d)"
+  trap 'rm -rf "$CS_STATE"' EXIT
+fi
+export CS_STATE
 email="flow-$(date +%s)-$$@example.com"
 export CS_PASSWORD="Flow-Check-$(date +%s)-Lantern"
 "$here/register.sh" "$email" Flow Check >/dev/null
@@ -14,7 +19,14 @@ export CS_PASSWORD="Flow-Check-$(date +%s)-Lantern"
 "$here/me.sh" >/dev/null
 old_token="$(cat "$CS_STATE/access_token")"
 "$here/logout.sh"
+# Logged out, the recipes refuse to run (and send nothing) instead of sending an unauthenticated request.
+if "$here/me.sh" >/dev/null 2>&1; then
+  echo "scripts/me.sh succeeded after scripts/logout.sh" >&2
+  exit 1
+fi
 # The logged-out token must now be refused.
 . "$here/lib.sh"
-call 401 GET /auth/current-user -H "Authorization: Bearer $old_token" >/dev/null
+(umask 077 && printf 'Authorization: Bearer %s\n' "$old_token" >"$CS_STATE/old-auth-header")
+call 401 GET /auth/current-user -H "@$CS_STATE/old-auth-header" >/dev/null
+rm -f "$CS_STATE/old-auth-header"
 echo "curl flow: ok"

@@ -30,7 +30,29 @@ json() {
   node -e 'const b=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); const v=b[process.argv[2]]; if (v===undefined) process.exit(1); console.log(typeof v==="string"?v:JSON.stringify(v))' "$CS_STATE/last.json" "$1"
 }
 
-bearer() {
-  [ -s "$CS_STATE/access_token" ] || { echo "no token: run scripts/login.sh first" >&2; return 1; }
-  echo "Authorization: Bearer $(cat "$CS_STATE/access_token")"
+# need_bearer: stops the script (exit 1, nothing sent) unless scripts/login.sh stored an access token;
+# then AUTH holds the curl arguments that send it. The header is read from a file in $CS_STATE (mode
+# 700), so the token never appears on a command line (ps shows every process's arguments).
+need_bearer() {
+  if [ ! -s "$CS_STATE/access_token" ]; then
+    echo "no access token in $CS_STATE: run scripts/login.sh first (no request was sent)" >&2
+    exit 1
+  fi
+  (umask 077 && printf 'Authorization: Bearer %s\n' "$(cat "$CS_STATE/access_token")" >"$CS_STATE/auth-header")
+  AUTH=(-H "@$CS_STATE/auth-header")
+}
+
+# need_cookie: the same for the session cookie jar written by scripts/login.sh.
+need_cookie() {
+  if [ ! -s "$CS_STATE/cookies.txt" ] || ! grep -q 'session' "$CS_STATE/cookies.txt"; then
+    echo "no session cookie in $CS_STATE: run scripts/login.sh first (no request was sent)" >&2
+    exit 1
+  fi
+  AUTH=(-b "$CS_STATE/cookies.txt")
+}
+
+# forget: removes every credential this directory holds (logout, or a refused token).
+forget() {
+  rm -f "$CS_STATE/access_token" "$CS_STATE/refresh_token" "$CS_STATE/csrf_token" "$CS_STATE/cookies.txt" \
+    "$CS_STATE/auth-header" "$CS_STATE/personal_token" "$CS_STATE/last.json"
 }

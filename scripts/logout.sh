@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End the session and forget the stored tokens.
 . "$(dirname "$0")/lib.sh"
-call 204 POST /logout -H "$(bearer)"
-rm -f "$CS_STATE/access_token" "$CS_STATE/refresh_token" "$CS_STATE/csrf_token" "$CS_STATE/cookies.txt"
+need_bearer
+call 204 POST /logout "${AUTH[@]}"
+forget
 echo "logged out"

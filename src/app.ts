@@ -1,11 +1,12 @@
 // buildApp(config, deps): the whole application, registered in order, top to bottom.
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import cors from '@fastify/cors';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.js';
 import type { DbHandle } from './db/client.js';
 import { securityContext, type Clock } from './security/context.js';
+import { logDestination } from './logging.js';
 import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
 import { ADMIN_SCHEMAS } from './schemas/admin.js';
@@ -36,12 +37,27 @@ const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** Path segments that carry secrets (one-time links); masked in logs. */
 const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup)\/[^/?#]+/g;
 
+/**
+ * Readable development logs: one line per request ("GET /users 200 3.1 ms", the request on the
+ * completion line) instead of Fastify's "incoming request" + "request completed" pair.
+ */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(request: FastifyRequest): void {
+    request.log.debug({ req: request }, 'incoming request');
+  }
+  override requestCompleted(error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored');
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed');
+  }
+}
+
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   registerFormats();
+  const logs = deps.logger === false ? { pretty: false } : logDestination(config.LOG_FORMAT, deps.logger);
   const app = Fastify({
     logger: deps.logger === false ? false : {
       level: config.LOG_LEVEL,
-      ...(deps.logger ? { stream: deps.logger } : {}),
+      ...(logs.stream ? { stream: logs.stream } : {}),
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrf-token"]', 'res.headers["set-cookie"]',
           '*.password', '*.new_password', '*.refresh_token', '*.access_token', '*.token', '*.csrf_token',
@@ -63,6 +79,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     trustProxy: config.TRUST_PROXY as boolean | string,
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
+    ...(logs.pretty ? { logController: new OneLinePerRequest() } : {}),
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
   // JSON only: a body of any other type is 415.

@@ -1,5 +1,5 @@
 // The one place that reads the environment. Every key is declared once in EnvSchema, validated at
-// boot, and documented in .env.example and the README.
+// boot, and documented in .env.example and docs/configuration.md.
 import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { existsSync, readFileSync } from 'node:fs';
@@ -100,6 +100,10 @@ export const EnvSchema = Type.Object({
   RATE_LIMIT_REFRESH: Rate,
   RATE_LIMIT_TOTP: Rate,
   RATE_LIMIT_GLOBAL: Rate,
+
+  // ---- ops (issue 17): log format ----
+  /** pretty: one readable line per request (pino-pretty, development default); json: JSON lines */
+  LOG_FORMAT: Type.Union([Type.Literal('json'), Type.Literal('pretty')]),
 }, { additionalProperties: false });
 
 type Env = Static<typeof EnvSchema>;
@@ -184,10 +188,15 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   RATE_LIMIT_REFRESH: '150/5m',
   RATE_LIMIT_TOTP: '15/1m',
   RATE_LIMIT_GLOBAL: '1000/1m',
+  // ---- ops (issue 17) ----
+  LOG_FORMAT: 'json',
 };
 
 const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
-  development: {},
+  development: {
+    // ---- ops (issue 17) ----
+    LOG_FORMAT: 'pretty',
+  },
   test: {
     LOG_LEVEL: 'silent',
     BCRYPT_LOG_ROUNDS: 4,

@@ -22,7 +22,8 @@ async function main() {
   };
   if (config.usingDevSecrets) boot.warn('SECRET_KEY / SECURITY_PASSWORD_SALT are the built-in development values; set them before exposing this server.');
 
-  const { database } = await openRuntime(config, boot);
+  // serve: this process owns the embedded PostgreSQL and advertises it to the CLI (db/connection-file.ts)
+  const { database } = await openRuntime(config, boot, { serve: true });
   const app = await buildApp(config, { db: database });
 
   let closing = false;

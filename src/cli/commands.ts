@@ -8,14 +8,18 @@ import type { SecurityContext } from '../security/context.js';
 import { listAuditEvents, publicAuditEvent } from '../security/audit.js';
 import {
   activateAccount, createAccount, deactivateAccount, grantRole, listUsersJson, resetAccountAccess, resolveUser,
-  revokeRole, setAccountPassword, systemActor, unlockAccount, type Actor,
+  revokeRole, setAccountPassword, setAccountRoles, systemActor, unlockAccount, updateAccount, type Actor,
 } from '../security/users.js';
-import { changeRolePermissions, createRoleAudited, listRoles, publicRole } from '../security/roles.js';
-import { validationError } from '../errors.js';
+import { changeRolePermissions, createRoleAudited, deleteRole, getRole, listRoles, publicRole, updateRole, type RoleRecord } from '../security/roles.js';
+import { findRole } from '../security/datastore.js';
+import { createCounty, createDepartment, listCounties, listDepartments, publicCounty, publicDepartment } from '../security/org.js';
+import { notFound, validationError } from '../errors.js';
 import { Email } from '../schemas/common.js';
+import { AuditQuery, NameBody, PatchRoleBody, PatchUserBody, UserRolesBody } from '../schemas/admin.js';
 import { registerFormats } from '../schemas/formats.js';
 import { publicUser } from '../security/presenters.js';
 import { readNewPassword, UsageError } from './io.js';
+import { checkBody } from './validate.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -76,6 +80,12 @@ function date(name: string, v: unknown): Date | undefined {
   return d;
 }
 
+/** A positional id (COUNTY_ID): a usage error when it is not a positive integer. */
+function positiveId(name: string, v: string): number {
+  if (!/^[0-9]{1,10}$/.test(v) || Number(v) < 1 || Number(v) > 2147483647) throw new UsageError(`${name} must be a positive integer`);
+  return Number(v);
+}
+
 type PublicUser = ReturnType<typeof publicUser>;
 
 function describeUser(u: PublicUser): string {
@@ -99,6 +109,37 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
 
+/** A text option: absent → unchanged, empty → cleared (null), else the value. */
+function text(v: unknown): string | null | undefined {
+  if (v === undefined) return undefined;
+  return v === '' ? null : String(v);
+}
+
+/** An id option that may be cleared: absent → unchanged, `none` → null. */
+function idOrNone(name: string, v: unknown): number | null | undefined {
+  if (v === 'none') return null;
+  return int(name, v);
+}
+
+/** ROLE: a numeric id or a role name. */
+async function resolveRole(r: CommandRun, ref: string): Promise<RoleRecord> {
+  if (/^[0-9]{1,10}$/.test(ref)) return getRole(r.ctx, Number(ref));
+  const row = await findRole(r.ctx.db, ref);
+  if (!row) throw notFound('Role');
+  return getRole(r.ctx, row.id);
+}
+
+function describeRole(role: ReturnType<typeof publicRole>): string {
+  return [
+    `id:          ${role.id}`,
+    `name:        ${role.name}`,
+    `description: ${role.description ?? '-'}`,
+    `permissions: ${role.permissions.join(', ') || '-'}`,
+    `seeded:      ${role.seeded ? 'yes' : 'no'}`,
+    `users:       ${role.user_count}`,
+  ].join('\n');
+}
+
 /** users activate|deactivate|reset-access|unlock USER */
 function userAction(verb: string, summary: string, fn: typeof activateAccount): Command {
   return {
@@ -118,7 +159,7 @@ const passwordOption: Options = { 'password-stdin': { type: 'boolean' } };
 export const COMMANDS: Record<string, Command> = {
   'users create': {
     usage: 'users create EMAIL [--first-name X] [--last-name X] [--phone X] [--address X] [--role NAME]... [--county ID] [--department ID] [--inactive] [--unconfirmed] [--password-stdin]',
-    summary: 'create a user (default role Citizen); the password is prompted for or read from stdin',
+    summary: 'create a user (POST /users; default role Citizen); the password is prompted for or read from stdin',
     args: [1, 1],
     options: {
       'first-name': { type: 'string' }, 'last-name': { type: 'string' }, phone: { type: 'string' }, address: { type: 'string' },
@@ -146,7 +187,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'users list': {
     usage: 'users list [--q TEXT] [--role NAME] [--active yes|no] [--county ID] [--page N] [--per-page N] [--sort=FIELDS]',
-    summary: 'list users (the filters and sort of GET /users)',
+    summary: 'list users (GET /users: the same filters, sort and page limits)',
     args: [0, 0],
     options: {
       q: { type: 'string' }, role: { type: 'string' }, active: { type: 'string' }, county: { type: 'string' },
@@ -171,7 +212,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'users show': {
     usage: 'users show USER',
-    summary: 'show one user (USER is an id or an email address)',
+    summary: 'show one user (GET /users/{id}; USER is an id or an email address)',
     args: [1, 1],
     async run(r) {
       const user = publicUser(await resolveUser(r.ctx.db, r.args[0]!));
@@ -179,14 +220,55 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
 
-  'users activate': userAction('activate', 'activate a user', activateAccount),
-  'users deactivate': userAction('deactivate', 'deactivate a user: every session and token dies at once', deactivateAccount),
-  'users reset-access': userAction('reset-access', 'invalidate every session and token of a user', resetAccountAccess),
-  'users unlock': userAction('unlock', 'clear failed logins / lift a lockout', unlockAccount),
+  'users activate': userAction('activate', 'activate a user (POST /users/{id}/activate)', activateAccount),
+  'users deactivate': userAction('deactivate', 'deactivate a user (POST /users/{id}/deactivate): every session and token dies at once', deactivateAccount),
+  'users reset-access': userAction('reset-access', 'invalidate every session and token of a user (POST /users/{id}/reset-access)', resetAccountAccess),
+  'users unlock': userAction('unlock', 'clear failed logins / lift a lockout (POST /users/{id}/unlock)', unlockAccount),
+
+  'users update': {
+    usage: 'users update USER [--first-name X] [--last-name X] [--phone X] [--address X] [--county ID|none] [--department ID|none]',
+    summary: "update profile, county or department (PATCH /users/{id}); an empty text clears it; the department must belong to the user's county",
+    args: [1, 1],
+    options: {
+      'first-name': { type: 'string' }, 'last-name': { type: 'string' }, phone: { type: 'string' }, address: { type: 'string' },
+      county: { type: 'string' }, department: { type: 'string' },
+    },
+    async run(r) {
+      const body = Object.fromEntries(Object.entries({
+        first_name: text(r.opts['first-name']), last_name: text(r.opts['last-name']), phone_number: text(r.opts.phone), address: text(r.opts.address),
+        county_id: idOrNone('county', r.opts.county), department_id: idOrNone('department', r.opts.department),
+      }).filter(([, v]) => v !== undefined));
+      if (!Object.keys(body).length) throw new UsageError('nothing to update: give at least one option (see --help)');
+      checkBody(PatchUserBody, body);
+      const target = await resolveUser(r.ctx.db, r.args[0]!);
+      const user = publicUser(await updateAccount(r.ctx, r.actor, target.id, {
+        firstName: body.first_name as string | null | undefined, lastName: body.last_name as string | null | undefined,
+        phoneNumber: body.phone_number as string | null | undefined, address: body.address as string | null | undefined,
+        countyId: body.county_id as number | null | undefined, departmentId: body.department_id as number | null | undefined,
+      }));
+      r.print({ user }, describeUser(user));
+    },
+  },
+
+  'users set-roles': {
+    usage: 'users set-roles USER ROLE... | users set-roles USER --none',
+    summary: "replace a user's roles with exactly these (PUT /users/{id}/roles); --none removes them all",
+    args: [1, 21],
+    options: { none: { type: 'boolean' } },
+    async run(r) {
+      const names = r.args.slice(1);
+      if (!names.length && r.opts.none !== true) throw new UsageError('name the roles, or give --none to remove every role');
+      if (names.length && r.opts.none === true) throw new UsageError('--none takes no role names');
+      checkBody(UserRolesBody, { roles: names });
+      const target = await resolveUser(r.ctx.db, r.args[0]!);
+      const user = publicUser(await setAccountRoles(r.ctx, r.actor, target.id, names));
+      r.print({ user }, `user ${user.id} (${user.email}) roles: ${user.roles.join(', ') || '-'}`);
+    },
+  },
 
   'users change-password': {
     usage: 'users change-password USER [--password-stdin]',
-    summary: "set a user's password (policy applies); every session of the user ends",
+    summary: "set a user's password (policy applies); every session of the user ends. CLI only: over HTTP users change or reset their own",
     args: [1, 1],
     options: passwordOption,
     async prepare(args, opts) {
@@ -201,7 +283,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles create': {
     usage: 'roles create NAME [--description TEXT] [--permission PERM]...',
-    summary: 'create a role',
+    summary: 'create a role (POST /roles)',
     args: [1, 1],
     options: { description: { type: 'string' }, permission: { type: 'string', multiple: true } },
     async run(r) {
@@ -214,7 +296,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles list': {
     usage: 'roles list',
-    summary: 'list roles with their permissions',
+    summary: 'list roles with their permissions (GET /roles)',
     args: [0, 0],
     async run(r) {
       const roles = (await listRoles(r.ctx)).map(publicRole);
@@ -223,9 +305,52 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
 
+  'roles show': {
+    usage: 'roles show ROLE',
+    summary: 'show one role (ROLE is an id or a name)',
+    args: [1, 1],
+    async run(r) {
+      const role = publicRole(await resolveRole(r, r.args[0]!));
+      r.print({ role }, describeRole(role));
+    },
+  },
+
+  'roles update': {
+    usage: 'roles update ROLE [--name NEW] [--description TEXT] [--permission PERM]... [--no-permissions]',
+    summary: 'rename a role, change its description, or replace its permissions (PATCH /roles/{id}); seeded roles keep their names',
+    args: [1, 1],
+    options: {
+      name: { type: 'string' }, description: { type: 'string' }, permission: { type: 'string', multiple: true }, 'no-permissions': { type: 'boolean' },
+    },
+    async run(r) {
+      if (r.opts.permission !== undefined && r.opts['no-permissions'] === true) throw new UsageError('--permission and --no-permissions exclude each other');
+      const body = Object.fromEntries(Object.entries({
+        name: str(r.opts.name), description: text(r.opts.description),
+        permissions: r.opts['no-permissions'] === true ? [] : r.opts.permission === undefined ? undefined : list(r.opts.permission),
+      }).filter(([, v]) => v !== undefined));
+      if (!Object.keys(body).length) throw new UsageError('nothing to update: give --name, --description, --permission or --no-permissions');
+      checkBody(PatchRoleBody, body);
+      const before = await resolveRole(r, r.args[0]!);
+      const role = publicRole(await updateRole(r.ctx, r.actor, before.id, body));
+      r.print({ role }, describeRole(role));
+    },
+  },
+
+  'roles delete': {
+    usage: 'roles delete ROLE [--force]',
+    summary: 'delete a role (DELETE /roles/{id}); a role still assigned needs --force (the assignments go too); seeded roles stay',
+    args: [1, 1],
+    options: { force: { type: 'boolean' } },
+    async run(r) {
+      const role = await resolveRole(r, r.args[0]!);
+      await deleteRole(r.ctx, r.actor, role.id, { force: r.opts.force === true });
+      r.print({ deleted: { id: role.id, name: role.name } }, `deleted role ${role.id} "${role.name}"`);
+    },
+  },
+
   'roles add': {
     usage: 'roles add USER ROLE',
-    summary: 'give a user a role',
+    summary: 'give a user a role (POST /users/{id}/roles/{role})',
     args: [2, 2],
     async run(r) {
       const target = await resolveUser(r.ctx.db, r.args[0]!);
@@ -236,7 +361,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles remove': {
     usage: 'roles remove USER ROLE',
-    summary: 'take a role from a user',
+    summary: 'take a role from a user (DELETE /users/{id}/roles/{role})',
     args: [2, 2],
     async run(r) {
       const target = await resolveUser(r.ctx.db, r.args[0]!);
@@ -247,7 +372,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles add-permissions': {
     usage: 'roles add-permissions ROLE PERM...',
-    summary: 'add permissions to a role',
+    summary: 'add permissions to a role (CLI only; over HTTP PATCH /roles/{id} sends the full set)',
     args: [2, 100],
     async run(r) {
       const role = publicRole(await changeRolePermissions(r.ctx, r.actor, r.args[0]!, { add: r.args.slice(1) }));
@@ -257,7 +382,7 @@ export const COMMANDS: Record<string, Command> = {
 
   'roles remove-permissions': {
     usage: 'roles remove-permissions ROLE PERM...',
-    summary: 'remove permissions from a role',
+    summary: 'remove permissions from a role (CLI only; over HTTP PATCH /roles/{id} sends the full set)',
     args: [2, 100],
     async run(r) {
       const role = publicRole(await changeRolePermissions(r.ctx, r.actor, r.args[0]!, { remove: r.args.slice(1) }));
@@ -265,9 +390,77 @@ export const COMMANDS: Record<string, Command> = {
     },
   },
 
+  'counties list': {
+    usage: 'counties list',
+    summary: 'list counties (GET /counties)',
+    args: [0, 0],
+    async run(r) {
+      const counties = (await listCounties(r.ctx)).map(publicCounty);
+      r.print({ counties }, table([['ID', 'NAME'], ...counties.map((c) => [String(c.id), c.name])]));
+    },
+  },
+
+  'counties create': {
+    usage: 'counties create NAME',
+    summary: 'create a county (POST /counties)',
+    args: [1, 1],
+    async run(r) {
+      checkBody(NameBody, { name: r.args[0]! });
+      const county = publicCounty(await createCounty(r.ctx, r.actor, { name: r.args[0]! }));
+      r.print({ county }, `created county ${county.id} "${county.name}"`);
+    },
+  },
+
+  'departments list': {
+    usage: 'departments list COUNTY_ID',
+    summary: 'list the departments of a county (GET /counties/{id}/departments)',
+    args: [1, 1],
+    async run(r) {
+      const departments = (await listDepartments(r.ctx, positiveId('COUNTY_ID', r.args[0]!))).map(publicDepartment);
+      r.print({ departments }, table([['ID', 'NAME'], ...departments.map((d) => [String(d.id), d.name])]));
+    },
+  },
+
+  'departments create': {
+    usage: 'departments create COUNTY_ID NAME',
+    summary: 'create a department in a county (POST /counties/{id}/departments)',
+    args: [2, 2],
+    async run(r) {
+      const countyId = positiveId('COUNTY_ID', r.args[0]!);
+      checkBody(NameBody, { name: r.args[1]! });
+      const department = publicDepartment(await createDepartment(r.ctx, r.actor, countyId, { name: r.args[1]! }));
+      r.print({ department }, `created department ${department.id} "${department.name}" in county ${department.county_id}`);
+    },
+  },
+
+  'audit list': {
+    usage: 'audit list [--user ID] [--action ACTION] [--from ISO] [--to ISO] [--cursor C] [--limit N]',
+    summary: 'one page of audit events, newest first (GET /audit); follow the printed cursor for older ones',
+    args: [0, 0],
+    options: {
+      user: { type: 'string' }, action: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' },
+      cursor: { type: 'string' }, limit: { type: 'string' },
+    },
+    async run(r) {
+      const userId = int('user', r.opts.user);
+      const limit = int('limit', r.opts.limit);
+      const from = date('from', r.opts.from);
+      const to = date('to', r.opts.to);
+      checkBody(AuditQuery, Object.fromEntries(Object.entries({
+        user_id: userId, action: str(r.opts.action), from: from?.toISOString(), to: to?.toISOString(), cursor: str(r.opts.cursor), limit,
+      }).filter(([, v]) => v !== undefined)));
+      const page = await listAuditEvents(r.ctx, { userId, action: str(r.opts.action), from, to, cursor: str(r.opts.cursor), limit: limit ?? 50 });
+      const events = page.events.map(publicAuditEvent);
+      const rows = [['ID', 'TIME', 'ACTION', 'ACTOR', 'TARGET'], ...events.map((e) => [
+        String(e.id), e.created_at, e.action, e.actor_id === null ? '-' : String(e.actor_id), e.target_user_id === null ? '-' : String(e.target_user_id),
+      ])];
+      r.print({ events, next_cursor: page.nextCursor }, `${table(rows)}${page.nextCursor ? `\nolder: --cursor ${page.nextCursor}` : ''}`);
+    },
+  },
+
   'audit export': {
     usage: 'audit export [--user ID] [--action ACTION] [--from ISO] [--to ISO]',
-    summary: 'print audit events as JSON lines, oldest first',
+    summary: 'print every matching audit event as JSON lines, oldest first (GET /audit, every page)',
     args: [0, 0],
     options: { user: { type: 'string' }, action: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } },
     async run(r) {

@@ -26,7 +26,9 @@ function usage(): string {
     '',
     'USER is a user id or an email address. --json prints the API\'s JSON shapes. Passwords are prompted',
     'for without echo, or read from the first line of stdin with --password-stdin; never given as arguments.',
-    'The database is DATABASE_URL, or the embedded one under DATA_DIR (stop the server first).',
+    'The database is DATABASE_URL, else the running server\'s embedded PostgreSQL (found through',
+    'DATA_DIR/postgres-connection.json), else an embedded one started for the command. Changes reach a',
+    'running server at once.',
   ].join('\n');
 }
 

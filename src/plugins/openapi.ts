@@ -16,7 +16,7 @@ async function openapiPlugin(app: FastifyInstance, opts: { config: Config }) {
         title: 'County Services API',
         version: API_VERSION,
         description: 'Registration, login, sessions and tokens, and administration for the County Services platform. ' +
-          'Every error uses the ErrorEnvelope schema; see the README for the list of error codes.',
+          'Every error uses the ErrorEnvelope schema; docs/errors.md lists the error codes.',
       },
       servers: [{ url: `http://${opts.config.HOST}:${opts.config.PORT}`, description: 'This server' }],
       tags: [

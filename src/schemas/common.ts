@@ -5,7 +5,7 @@ import { Type, type Static, type TSchema } from 'typebox';
 export const ErrorEnvelope = Type.Object({
   statusCode: Type.Integer({ minimum: 400, maximum: 599 }),
   error: Type.String({ description: 'HTTP reason phrase' }),
-  code: Type.String({ description: 'Stable machine-readable code (see README: Error codes)' }),
+  code: Type.String({ description: 'Stable machine-readable code (listed in docs/errors.md)' }),
   message: Type.String(),
   fields: Type.Optional(Type.Record(Type.String(), Type.Array(Type.String()), {
     description: 'Validation messages by field; the key "" holds form-level messages',

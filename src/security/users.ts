@@ -202,7 +202,10 @@ export async function listUsersJson(ctx: Pick<SecurityContext, 'db'>, scope: Use
       'total', coalesce(max(p.total), (select count(*) from ${users} where ${condition}))::int
     )::text as body
     from page p left join held h on h.user_id = p.id`);
-  return row!.body;
+  // PostgreSQL's json text has spaces around every colon and a line break between array elements
+  // (json_agg): re-serialised once here (the page is cached per instance), every endpoint answers the
+  // same compact JSON.
+  return JSON.stringify(JSON.parse(row!.body));
 }
 
 // ------------------------------------------------------------------------------------ create, update

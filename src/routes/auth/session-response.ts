@@ -24,7 +24,9 @@ export function sessionResponder(app: FastifyInstance) {
       token_type: 'Bearer' as const,
       expires_in: access.expiresIn,
       refresh_token: refreshToken,
-      refresh_expires_in: Math.max(0, Math.floor((session.expiresAt.getTime() - ctx.clock.now().getTime()) / 1000)),
+      // rounded up: the milliseconds between opening the session and answering must not cost a
+      // whole second (a fresh login answers exactly SECURITY_REFRESH_TOKEN_MAX_AGE)
+      refresh_expires_in: Math.max(0, Math.ceil((session.expiresAt.getTime() - ctx.clock.now().getTime()) / 1000)),
       csrf_token: session.csrfToken,
     };
   }
