@@ -2,7 +2,7 @@
 // security events. Both newest first, cursor-paginated: {events, next_cursor}.
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { permissionsRequired } from '../../plugins/guards.js';
+import { permissionsRequired } from '../guards.js';
 import { errors, SECURED } from '../../schemas/common.js';
 import { ActivityQuery, AuditPageResponse, AuditQuery } from '../../schemas/admin.js';
 import { listAuditEvents, publicAuditEvent, type AuditPage } from '../../security/audit.js';

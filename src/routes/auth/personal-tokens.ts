@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { fresh, interactiveOnly } from '../../plugins/guards.js';
+import { fresh, interactiveOnly } from '../guards.js';
 import { createPersonalToken, listPersonalTokens, revokePersonalToken } from '../../security/personal-tokens.js';
 import { bodyErrors, errors, Nullable, Timestamp, UuidParam, SECURED } from '../../schemas/common.js';
 import { audit } from '../../security/audit.js';

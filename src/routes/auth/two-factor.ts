@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
-import { fresh } from '../../plugins/guards.js';
+import { fresh } from '../guards.js';
 import { startSession } from '../../security/auth.js';
 import { clearLoginFailures } from '../../security/lockout.js';
 import {

@@ -3,7 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ROLE_ADMIN, ROLE_OFFICER } from '../../security/role-names.js';
-import { anyOf, countyRoleRequired, permissionsRequired, rolesAccepted } from '../../plugins/guards.js';
+import { anyOf, countyRoleRequired, permissionsRequired, rolesAccepted } from '../guards.js';
 import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { UserResponse } from '../../schemas/auth.js';
 import { CreateUserBody, PatchUserBody, UserListQuery, UserListResponse, UserRoleParams, UserRolesBody } from '../../schemas/admin.js';

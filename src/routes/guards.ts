@@ -2,7 +2,7 @@
 // scope's requireAuth hook: 401 is decided there, these only answer 403 (or 401 REAUTH_REQUIRED).
 import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { AppError, authRequired, forbidden } from '../errors.js';
-import type { RequestAuth } from './authentication.js';
+import type { RequestAuth } from '../plugins/authentication.js';
 
 function authOf(request: FastifyRequest): RequestAuth {
   if (!request.auth) throw authRequired();
