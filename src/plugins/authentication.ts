@@ -10,7 +10,8 @@ import type { SecurityContext } from '../security/context.js';
 import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
 import { AuthCache, startAuthListener } from '../security/auth-cache.js';
 import { isPersonalToken, sessionIdForToken } from '../security/personal-tokens.js';
-import { deriveKey, keyId, safeEqual } from '../security/tokens.js';
+import { safeEqual } from '../security/tokens.js';
+import { jwtSecrets, purposeKeyBytes } from '../security/keyring.js';
 import type { SessionRow } from '../db/schema/index.js';
 import type { UserRecord } from '../security/datastore.js';
 
@@ -105,14 +106,12 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     return state;
   }
 
-  const cookieKeys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, 'session-cookie').toString('base64url'));
+  const cookieKeys = purposeKeyBytes(config, 'session-cookie').map((k) => k.toString('base64url'));
   await app.register(cookie, { secret: cookieKeys, parseOptions: {} });
 
   // One @fastify/jwt namespace per key: the `kid` header picks the verifier; the first key signs.
-  const jwtKeys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS];
   const namespaceByKid = new Map<string, string>();
-  for (const [i, secret] of jwtKeys.entries()) {
-    const kid = keyId(secret);
+  for (const [i, { kid, secret }] of jwtSecrets(config).entries()) {
     if (namespaceByKid.has(kid)) continue;
     const namespace = `key${i}`;
     namespaceByKid.set(kid, namespace);
@@ -132,7 +131,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
       },
     });
   }
-  const signingNamespace = namespaceByKid.get(keyId(config.SECRET_KEY))!;
+  const signingNamespace = namespaceByKid.get(jwtSecrets(config)[0]!.kid)!;
   const jwtByNamespace = app.jwt as unknown as Record<string, { sign: (p: object) => string; verify: (t: string) => unknown }>;
 
   function verifyAccessToken(token: string): AccessTokenClaims {

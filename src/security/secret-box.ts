@@ -7,22 +7,9 @@
 //   v1.<kid>.<iv>.<ciphertext>.<tag>     (base64url parts)
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
-import { deriveKey, keyId } from './tokens.js';
+import { purposeKeys, type PurposeKey } from './keyring.js';
 
-interface Key { kid: string; key: Buffer }
-
-const cache = new WeakMap<object, Map<string, Key[]>>();
-
-function keysFor(config: Config, purpose: string): Key[] {
-  let byPurpose = cache.get(config);
-  if (!byPurpose) cache.set(config, (byPurpose = new Map()));
-  let keys = byPurpose.get(purpose);
-  if (!keys) {
-    keys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS].map((s) => ({ kid: keyId(s), key: deriveKey(s, `secret-box/${purpose}`) }));
-    byPurpose.set(purpose, keys);
-  }
-  return keys;
-}
+const keysFor = (config: Config, purpose: string): readonly PurposeKey[] => purposeKeys(config, `secret-box/${purpose}`);
 
 export function seal(config: Config, purpose: string, plaintext: string, aad = ''): string {
   const { kid, key } = keysFor(config, purpose)[0]!;
