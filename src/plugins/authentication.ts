@@ -5,7 +5,7 @@ import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
 import jwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { AppError, authRequired, tokenExpired, tokenInvalid } from '../errors.js';
+import { AppError, authChallenge, BEARER_REALM, tokenExpired, tokenInvalid } from '../errors.js';
 import type { SecurityContext } from '../security/context.js';
 import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
 import { AuthCache, startAuthListener } from '../security/auth-cache.js';
@@ -60,7 +60,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** Tolerated clock skew for iat/nbf, seconds. */
 const SKEW = 30;
 
-function bearerError(err: AppError, realm = 'county-services'): AppError {
+function bearerError(err: AppError, realm = BEARER_REALM): AppError {
   const description = err.code === 'TOKEN_EXPIRED' ? 'The access token expired' : 'The access token is invalid';
   return new AppError(err.statusCode, err.code, err.message, {
     headers: { 'www-authenticate': `Bearer realm="${realm}", error="invalid_token", error_description="${description}"` },
@@ -247,7 +247,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   app.decorate('requireAuth', async function requireAuth(request: FastifyRequest) {
     const auth = await resolve(request);
     if (!auth) {
-      throw new AppError(401, 'AUTH_REQUIRED', authRequired().message, { headers: { 'www-authenticate': 'Bearer realm="county-services"' } });
+      throw authChallenge();
     }
     checkCsrf(request, auth);
     request.auth = auth;

@@ -6,7 +6,7 @@ import { fresh, interactiveOnly } from '../guards.js';
 import { createPersonalToken, listPersonalTokens, revokePersonalToken } from '../../security/personal-tokens.js';
 import { bodyErrors, errors, Nullable, Timestamp, UuidParam, SECURED } from '../../schemas/common.js';
 import { audit } from '../../security/audit.js';
-import { auditSource } from '../request-source.js';
+import { auditSource, clientInfo } from '../request-source.js';
 
 const TAG = ['auth'];
 const Permission = Type.String({ pattern: '^[a-z][a-z_-]*:[a-z*][a-z_*-]*$', maxLength: 64 });
@@ -49,7 +49,7 @@ export default async function tokenRoutes(root: FastifyInstance) {
     }, async (request, reply) => {
       const t = await createPersonalToken(ctx, request.auth!.user, {
         name: request.body.name, expiresIn: request.body.expires_in, permissions: request.body.permissions,
-        ip: request.ip, userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'] : null,
+        ...clientInfo(request),
       });
       await audit(ctx, { ...auditSource(request), action: 'token.created', targetUserId: request.auth!.user.id, details: { pat_id: t.id, name: t.name, permissions: t.permissions } });
       return reply.code(201).send({
