@@ -52,12 +52,6 @@ export async function getRole(ctx: Pick<SecurityContext, 'db'>, id: number): Pro
   return role;
 }
 
-export async function getRoleByName(ctx: Pick<SecurityContext, 'db'>, name: string): Promise<RoleRecord> {
-  const [role] = await withCount(ctx.db, eq(roles.name, name));
-  if (!role) throw notFound('Role');
-  return role;
-}
-
 export interface NewRole { name: string; description?: string | null; permissions?: string[] }
 
 export async function createRoleAudited(ctx: SecurityContext, by: AuditSource, input: NewRole): Promise<RoleRecord> {

@@ -116,7 +116,7 @@ export default async function userRoutes(root: FastifyInstance) {
     },
     {
       path: 'reset-access', fn: resetAccountAccess, operationId: 'resetUserAccess', summary: 'Invalidate every session and token of a user',
-      description: 'Rotates fs_uniquifier and revokes every session (and, once it exists, two-factor authentication).',
+      description: 'Rotates fs_uniquifier and revokes every session and two-factor authentication.',
       statuses: [400, 401, 403, 404],
     },
   ] as const;
