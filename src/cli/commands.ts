@@ -4,16 +4,16 @@ import { Value } from 'typebox/value';
 import type { ParseArgsConfig } from 'node:util';
 import { userInfo } from 'node:os';
 import type { SecurityContext } from '../security/context.js';
-import { listAuditEvents, publicAuditEvent } from '../security/audit.js';
+import { listAuditEvents } from '../security/audit.js';
 import {
   activateAccount, createAccount, deactivateAccount, GLOBAL_SCOPE, grantRole, listUsersJson, resetAccountAccess, resolveUser,
   revokeRole, setAccountPassword, unlockAccount, type Actor,
 } from '../security/users.js';
-import { changeRolePermissions, createRoleAudited, listRoles, publicRole } from '../security/roles.js';
+import { changeRolePermissions, createRoleAudited, listRoles } from '../security/roles.js';
 import { validationError } from '../errors.js';
 import { Email } from '../schemas/common.js';
 import { registerFormats } from '../schemas/formats.js';
-import { publicUser } from '../security/presenters.js';
+import { publicAuditEvent, publicRole, publicUser, type PublicUser } from '../security/presenters.js';
 import { readNewPassword, UsageError } from './io.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -74,8 +74,6 @@ function date(name: string, v: unknown): Date | undefined {
   if (Number.isNaN(d.getTime())) throw new UsageError(`--${name} must be an ISO-8601 date or timestamp`);
   return d;
 }
-
-type PublicUser = ReturnType<typeof publicUser>;
 
 function describeUser(u: PublicUser): string {
   return [
@@ -158,7 +156,7 @@ export const COMMANDS: Record<string, Command> = {
       const result = JSON.parse(await listUsersJson(r.ctx, r.actor.scope, {
         page, perPage, q: str(r.opts.q), role: str(r.opts.role), active: bool('active', r.opts.active),
         countyId: int('county', r.opts.county), sort: str(r.opts.sort),
-      })) as { users: ReturnType<typeof publicUser>[]; total: number };
+      })) as { users: PublicUser[]; total: number };
       const users = result.users;
       const pages = Math.max(1, Math.ceil(result.total / perPage));
       const rows = [['ID', 'EMAIL', 'ACTIVE', 'ROLES', 'COUNTY'], ...users.map((u) => [

@@ -126,17 +126,3 @@ export async function listAuditEvents(ctx: Pick<SecurityContext, 'db'>, q: Audit
   return { events, nextCursor };
 }
 
-/** The public (API, CLI export) form of an event. */
-export function publicAuditEvent(e: AuditEventRow) {
-  return {
-    id: e.id,
-    action: e.action,
-    actor_id: e.actorId,
-    target_user_id: e.targetUserId,
-    ip: e.ip,
-    user_agent: e.userAgent,
-    request_id: e.requestId,
-    created_at: e.createdAt.toISOString(),
-    details: e.details,
-  };
-}

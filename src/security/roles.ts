@@ -136,15 +136,3 @@ export async function deleteRole(ctx: SecurityContext, by: AuditSource, id: numb
 }
 
 /** The public form of a role (API and CLI). */
-export function publicRole(r: RoleRecord) {
-  return {
-    id: r.id,
-    name: r.name,
-    description: r.description,
-    permissions: [...r.permissions].sort(),
-    seeded: r.seeded,
-    user_count: r.userCount,
-    created_at: r.createdAt.toISOString(),
-    updated_at: r.updatedAt.toISOString(),
-  };
-}

@@ -5,7 +5,8 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { permissionsRequired } from '../guards.js';
 import { errors, SECURED } from '../../schemas/common.js';
 import { ActivityQuery, AuditPageResponse, AuditQuery } from '../../schemas/admin.js';
-import { listAuditEvents, publicAuditEvent, type AuditPage } from '../../security/audit.js';
+import { listAuditEvents, type AuditPage } from '../../security/audit.js';
+import { publicAuditEvent } from '../../security/presenters.js';
 
 const DEFAULT_LIMIT = 50;
 

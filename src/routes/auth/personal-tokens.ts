@@ -6,6 +6,7 @@ import { fresh, interactiveOnly } from '../guards.js';
 import { createPersonalToken, listPersonalTokens, revokePersonalToken } from '../../security/personal-tokens.js';
 import { bodyErrors, errors, Nullable, Timestamp, UuidParam, SECURED } from '../../schemas/common.js';
 import { audit } from '../../security/audit.js';
+import { createdPersonalToken, publicPersonalToken } from '../../security/presenters.js';
 import { auditSource, clientInfo } from '../request-source.js';
 
 const TAG = ['auth'];
@@ -52,10 +53,7 @@ export default async function tokenRoutes(root: FastifyInstance) {
         ...clientInfo(request),
       });
       await audit(ctx, { ...auditSource(request), action: 'token.created', targetUserId: request.auth!.user.id, details: { pat_id: t.id, name: t.name, permissions: t.permissions } });
-      return reply.code(201).send({
-        id: t.id, name: t.name, token: t.token, permissions: t.permissions,
-        created_at: t.createdAt.toISOString(), expires_at: t.expiresAt?.toISOString() ?? null,
-      });
+      return reply.code(201).send(createdPersonalToken(t));
     });
 
     s.get('/auth/tokens', {
@@ -64,10 +62,7 @@ export default async function tokenRoutes(root: FastifyInstance) {
         response: { 200: TokenListResponse, ...errors(401) },
       },
     }, async (request) => ({
-      tokens: (await listPersonalTokens(ctx, request.auth!.user.id)).map((t) => ({
-        id: t.id, name: t.name, permissions: t.permissions, created_at: t.createdAt.toISOString(),
-        expires_at: t.expiresAt.toISOString(), last_used_at: t.lastUsedAt.toISOString(),
-      })),
+      tokens: (await listPersonalTokens(ctx, request.auth!.user.id)).map(publicPersonalToken),
     }));
 
     s.delete('/auth/tokens/:id', {

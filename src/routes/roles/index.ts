@@ -6,7 +6,8 @@ import { Type } from 'typebox';
 import { permissionsRequired } from '../guards.js';
 import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { CreateRoleBody, DeleteRoleQuery, PatchRoleBody, RoleListResponse, RoleResponse } from '../../schemas/admin.js';
-import { createRoleAudited, deleteRole, getRole, listRoles, publicRole, updateRole } from '../../security/roles.js';
+import { createRoleAudited, deleteRole, getRole, listRoles, updateRole } from '../../security/roles.js';
+import { publicRole } from '../../security/presenters.js';
 import { auditSource } from '../request-source.js';
 
 const TAGS = ['roles'];
