@@ -14,7 +14,7 @@ import { validationError } from '../errors.js';
 import { Email } from '../schemas/common.js';
 import { registerFormats } from '../schemas/formats.js';
 import { publicAuditEvent, publicRole, publicUser, type PublicUser } from '../security/presenters.js';
-import { readNewPassword, UsageError } from './io.js';
+import { readNewPassword, UsageError, type CliIo } from './io.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -36,7 +36,7 @@ export interface Command {
   /** [min, max] positional arguments */
   args: [number, number];
   /** work done before the database opens (password prompts) */
-  prepare?: (args: string[], opts: Values) => Promise<Record<string, string>>;
+  prepare?: (args: string[], opts: Values, io: CliIo) => Promise<Record<string, string>>;
   run: (r: CommandRun, prepared: Record<string, string>) => Promise<void>;
 }
 
@@ -122,12 +122,12 @@ export const COMMANDS: Record<string, Command> = {
       role: { type: 'string', multiple: true }, county: { type: 'string' }, department: { type: 'string' },
       inactive: { type: 'boolean' }, unconfirmed: { type: 'boolean' }, ...passwordOption,
     },
-    async prepare(args, opts) {
+    async prepare(args, opts, io) {
       registerFormats();
       if (!Value.Check(Email, args[0])) throw validationError({ email: ['Must be a valid email address'] });
       int('county', opts.county);
       int('department', opts.department);
-      return { password: await readNewPassword(args[0]!, opts['password-stdin'] === true) };
+      return { password: await readNewPassword(io, args[0]!, opts['password-stdin'] === true) };
     },
     async run(r, { password }) {
       const user = publicUser(await createAccount(r.ctx, r.actor, {
@@ -186,8 +186,8 @@ export const COMMANDS: Record<string, Command> = {
     summary: "set a user's password (policy applies); every session of the user ends",
     args: [1, 1],
     options: passwordOption,
-    async prepare(args, opts) {
-      return { password: await readNewPassword(args[0]!, opts['password-stdin'] === true) };
+    async prepare(args, opts, io) {
+      return { password: await readNewPassword(io, args[0]!, opts['password-stdin'] === true) };
     },
     async run(r, { password }) {
       const target = await resolveUser(r.ctx.db, r.args[0]!);
