@@ -22,6 +22,8 @@ const TOUCH_INTERVAL_MS = 60_000;
 
 const keysFor = (ctx: SecurityContext): Buffer[] => purposeKeyBytes(ctx.config, 'refresh-token');
 
+export type { SessionRow };
+
 export interface NewSession { session: SessionRow; refreshToken: string }
 
 export async function createSession(ctx: SecurityContext, input: {

@@ -1,7 +1,7 @@
 // The answer of every view that opens a session (login, refresh, register with auto-login, change
 // password): the user, the token pair, the CSRF token, and the session cookie.
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { SessionRow } from '../../db/schema/index.js';
+import type { SessionRow } from '../../security/sessions.js';
 import { clientInfo } from '../request-source.js';
 import type { UserRecord } from '../../security/datastore.js';
 import { publicUser } from '../../security/presenters.js';
