@@ -4,7 +4,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', 'data/', 'openapi/', 'migrations/', 'bench/results/', 'examples/**/vendor/', 'test/generated/'] },
+  { ignores: ['node_modules/', 'data/', 'dist/', 'openapi/', 'migrations/', 'bench/results/', 'examples/**/vendor/', 'test/generated/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
