@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, beforeEach } from 'vitest';
 import { buildTestApp, createTestDatabase, type TestApp, type TestClock, type TestDatabase } from './helper.js';
 import { mailEnv, SmtpCapture, smtpTransportFor } from './smtp.js';
+import { lateBound } from './late-bound.js';
 import { deliverPending, type DeliveryReport } from '../../src/security/outbox.js';
 import type { MailTransport } from '../../src/security/mail.js';
 
@@ -61,21 +62,4 @@ export function useMailFixture(opts: { env?: Record<string, string>; app?: boole
   });
   if (opts.clearEach ?? true) beforeEach(() => smtp.clear());
   return { smtp, database: database.proxy, t: app.proxy };
-}
-
-/** An object that forwards to a value set later (in beforeAll); using it earlier is an error that says so. */
-function lateBound<T extends object>(what: string) {
-  const box: { value?: T; proxy: T; set(v: T): void } = {
-    proxy: new Proxy({} as T, {
-      get(_, key) {
-        if (!box.value) throw new Error(`${what} is used before beforeAll built it`);
-        const v: unknown = Reflect.get(box.value, key, box.value);
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(box.value) : v;
-      },
-    }),
-    set(v) {
-      box.value = v;
-    },
-  };
-  return box;
 }
