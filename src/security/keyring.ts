@@ -10,6 +10,10 @@
 // (verification only, for a rotation). Lists are memoised per Config object and purpose.
 import { createHash, createHmac } from 'node:crypto';
 import type { Config } from '../config.js';
+import type { LinkPurpose } from './links.js';
+
+/** What secret-box.ts seals: the TOTP secret at rest, the two-factor setup token in flight. */
+export type SealPurpose = 'totp-secret' | 'tf-setup';
 
 /** Every purpose a key is derived for. Adding one here is the only way to get a new key. */
 export type KeyPurpose =
@@ -17,8 +21,8 @@ export type KeyPurpose =
   | 'session-cookie'
   | 'tf-token'
   | 'recovery-code'
-  | `link/${'confirm' | 'reset' | 'change-email' | (string & {})}`
-  | `secret-box/${string}`;
+  | `link/${LinkPurpose}`
+  | `secret-box/${SealPurpose}`;
 
 export interface PurposeKey { kid: string; key: Buffer }
 

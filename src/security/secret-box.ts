@@ -7,11 +7,11 @@
 //   v1.<kid>.<iv>.<ciphertext>.<tag>     (base64url parts)
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
-import { purposeKeys, type PurposeKey } from './keyring.js';
+import { purposeKeys, type PurposeKey, type SealPurpose } from './keyring.js';
 
-const keysFor = (config: Config, purpose: string): readonly PurposeKey[] => purposeKeys(config, `secret-box/${purpose}`);
+const keysFor = (config: Config, purpose: SealPurpose): readonly PurposeKey[] => purposeKeys(config, `secret-box/${purpose}`);
 
-export function seal(config: Config, purpose: string, plaintext: string, aad = ''): string {
+export function seal(config: Config, purpose: SealPurpose, plaintext: string, aad = ''): string {
   const { kid, key } = keysFor(config, purpose)[0]!;
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
@@ -21,7 +21,7 @@ export function seal(config: Config, purpose: string, plaintext: string, aad = '
 }
 
 /** The plaintext, or null when the value is malformed, tampered with, sealed elsewhere or under an unknown key. */
-export function open(config: Config, purpose: string, sealed: string, aad = ''): string | null {
+export function open(config: Config, purpose: SealPurpose, sealed: string, aad = ''): string | null {
   const parts = sealed.split('.');
   if (parts.length !== 5 || parts[0] !== 'v1') return null;
   const [, kid, iv, ct, tag] = parts as [string, string, string, string, string];
