@@ -3,6 +3,17 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
+// Keys come from the keyring (src/security/keyring.ts) only: nothing else reads the secrets.
+const KEYRING_ONLY = {
+  selector: "MemberExpression[property.name=/^SECRET_KEY(_FALLBACKS)?$/]",
+  message: 'Take keys from src/security/keyring.ts; do not read SECRET_KEY / SECRET_KEY_FALLBACKS',
+};
+// Public shapes are built in the presenters: a timestamp formatted in a route or the CLI is a shape built elsewhere.
+const SHAPES_IN_PRESENTERS = {
+  selector: "CallExpression[callee.property.name='toISOString']",
+  message: 'Public shapes are built in security/presenters.ts',
+};
+
 export default tseslint.config(
   { ignores: ['node_modules/', 'data/', 'dist/', 'openapi/', 'migrations/', 'bench/results/', 'examples/**/vendor/', 'test/generated/'] },
   js.configs.recommended,
@@ -22,6 +33,11 @@ export default tseslint.config(
     rules: {
       'no-restricted-properties': ['error', { object: 'process', property: 'env', message: 'Read configuration through src/config.ts' }],
     },
+  },
+  {
+    files: ['src/**/*.ts'],
+    ignores: ['src/config.ts', 'src/security/keyring.ts'],
+    rules: { 'no-restricted-syntax': ['error', KEYRING_ONLY] },
   },
   // The layers (docs/architecture.md): server → app → routes/plugins → schemas/security (the
   // framework-free core) → db → config/errors. Each zone names what its files may not import; CI runs
@@ -43,10 +59,7 @@ export default tseslint.config(
         { regex: '(^|/)db/|^(drizzle-orm|postgres)(/.*)?$', message: 'Routes do not touch the database: call security/ (types of rows too come through security/)' },
         { regex: '(^|/)(cli/|app(\\.js)?$|server(\\.js)?$)', message: 'Routes may not import the CLI or the app' },
       ] }],
-      'no-restricted-syntax': ['error', {
-        selector: "CallExpression[callee.property.name='toISOString']",
-        message: 'Public shapes are built in security/presenters.ts',
-      }],
+      'no-restricted-syntax': ['error', KEYRING_ONLY, SHAPES_IN_PRESENTERS],
     },
   },
   {
@@ -65,10 +78,7 @@ export default tseslint.config(
         { regex: '(^|/)(routes|plugins)/|(^|/)(app|server)(\\.js)?$', message: 'The CLI calls security/ directly: no routes, plugins or app (and so no Fastify)' },
         { regex: '^(fastify|fastify-plugin|@fastify/.*)$', message: 'The CLI does not load Fastify' },
       ] }],
-      'no-restricted-syntax': ['error', {
-        selector: "CallExpression[callee.property.name='toISOString']",
-        message: 'Public shapes are built in security/presenters.ts',
-      }],
+      'no-restricted-syntax': ['error', KEYRING_ONLY, SHAPES_IN_PRESENTERS],
     },
   },
   {

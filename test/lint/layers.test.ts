@@ -40,6 +40,15 @@ describe('layer zones (eslint no-restricted-imports)', { timeout: 60_000 }, () =
     }
     expect(await errorsOf('src/security/presenters.ts', 'export const at = (d: Date) => ({ created_at: d.toISOString() });\n')).toEqual([]);
   });
+
+  it('only the keyring (and config.ts) reads SECRET_KEY / SECRET_KEY_FALLBACKS', async () => {
+    const code = "import type { Config } from '../config.js';\nexport const k = (c: Config) => [c.SECRET_KEY, ...c.SECRET_KEY_FALLBACKS];\n";
+    for (const file of ['src/security/example.ts', 'src/plugins/example.ts']) {
+      expect(await errorsOf(file, code)).toEqual(['no-restricted-syntax', 'no-restricted-syntax']);
+    }
+    expect(await errorsOf('src/routes/example/index.ts', code.replace("'../config.js'", "'../../config.js'"))).toContain('no-restricted-syntax');
+    expect(await errorsOf('src/security/keyring.ts', code)).toEqual([]);
+  });
 });
 
 /** the binding an import line introduces, so the sample uses it (no unused-vars noise) */
