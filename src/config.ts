@@ -85,6 +85,8 @@ export const EnvSchema = Type.Object({
 
   CORS_ORIGINS: List,
   TRUST_PROXY: Type.String(),
+  // Accepted because the contract (§6) lists it; nothing connects to Redis (state is in PostgreSQL),
+  // and plugins/rate-limit.ts warns when it is set.
   REDIS_URL: Type.String(),
 
   SECURITY_LOCKOUT_ENABLED: Bool,

@@ -39,6 +39,12 @@ export const notFound = (what = 'Resource') => new AppError(404, 'NOT_FOUND', `$
 export const forbidden = (message = 'You do not have permission to perform this action') =>
   new AppError(403, 'FORBIDDEN', message);
 export const authRequired = () => new AppError(401, 'AUTH_REQUIRED', 'Authentication is required');
+/** The realm of every Bearer challenge (RFC 6750). */
+export const BEARER_REALM = 'county-services';
+/** No credentials at all: 401 AUTH_REQUIRED with the Bearer challenge (the one place it is built). */
+export const authChallenge = () => new AppError(401, 'AUTH_REQUIRED', authRequired().message, {
+  headers: { 'www-authenticate': `Bearer realm="${BEARER_REALM}"` },
+});
 export const tokenInvalid = (message = 'The access token is invalid') => new AppError(401, 'TOKEN_INVALID', message);
 export const tokenExpired = () => new AppError(401, 'TOKEN_EXPIRED', 'The access token has expired');
 export const emailTaken = () =>

@@ -9,7 +9,8 @@ import { securityContext } from './security/context.js';
 export interface Runtime { database: OpenDatabase }
 
 export async function openRuntime(config: Config, log: { info: (m: string) => void; warn: (m: string) => void }, opts: { migrate?: boolean; seed?: boolean; serve?: boolean } = {}): Promise<Runtime> {
-  const database = await openDatabase(config, () => undefined, { serve: opts.serve });
+  // PostgreSQL's own log stays quiet on a good start; a failed start reports its last lines (EmbeddedStartError).
+  const database = await openDatabase(config, undefined, { serve: opts.serve });
   try {
     log.info(database.embedded ? `embedded PostgreSQL on 127.0.0.1:${database.embedded.port} (data in ${config.DATA_DIR}/postgres)` : 'using DATABASE_URL');
     if (opts.migrate ?? true) await runMigrations(database.db);

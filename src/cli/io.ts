@@ -2,6 +2,17 @@
 // command line (a no-echo prompt, or the first line of stdin with --password-stdin).
 import { AppError } from '../errors.js';
 
+/** The terminal a CLI run talks to: the process's own (processIo) for the binary, or a test's. */
+export interface CliIo {
+  stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?: (mode: boolean) => unknown };
+  stdout: { write(text: string): unknown };
+  stderr: { write(text: string): unknown };
+  /** the environment to read the configuration from; the process environment when absent */
+  env?: Record<string, string | undefined>;
+}
+
+export const processIo = (): CliIo => ({ stdin: process.stdin, stdout: process.stdout, stderr: process.stderr });
+
 /** A mistake in the command line itself: exit code 2. */
 export class UsageError extends Error {
   constructor(message: string) {
@@ -37,14 +48,15 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
 }
 
 /** Reads a line without echoing it (raw mode). Ctrl-C aborts. */
-function promptHidden(question: string): Promise<string> {
-  const stdin = process.stdin;
-  const out = process.stderr;
+function promptHidden(io: CliIo, question: string): Promise<string> {
+  const { stdin, stderr: out } = io;
+  if (!stdin.setRawMode) return Promise.reject(new UsageError('cannot prompt without a terminal'));
+  const setRawMode = stdin.setRawMode.bind(stdin);
   return new Promise((resolve, reject) => {
     let value = '';
     const finish = () => {
       stdin.off('data', onData);
-      stdin.setRawMode(false);
+      setRawMode(false);
       stdin.pause();
       out.write('\n');
     };
@@ -66,7 +78,7 @@ function promptHidden(question: string): Promise<string> {
     };
     out.write(question);
     stdin.setEncoding('utf8');
-    stdin.setRawMode(true);
+    setRawMode(true);
     stdin.resume();
     stdin.on('data', onData);
   });
@@ -76,15 +88,15 @@ function promptHidden(question: string): Promise<string> {
  * The new password for `who`: the first line of stdin with --password-stdin, else a prompt (twice)
  * when stdin is a terminal. Never an argument: argv is visible to every user of the machine.
  */
-export async function readNewPassword(who: string, fromStdin: boolean): Promise<string> {
+export async function readNewPassword(io: CliIo, who: string, fromStdin: boolean): Promise<string> {
   if (fromStdin) {
-    const line = (await readAll(process.stdin)).split('\n')[0]!.replace(/\r$/, '');
+    const line = (await readAll(io.stdin)).split('\n')[0]!.replace(/\r$/, '');
     if (!line) throw new UsageError('no password on stdin');
     return line;
   }
-  if (!process.stdin.isTTY) throw new UsageError('a password is needed: pipe it with --password-stdin or run in a terminal');
-  const first = await promptHidden(`New password for ${who}: `);
-  const second = await promptHidden('Repeat it: ');
+  if (!io.stdin.isTTY) throw new UsageError('a password is needed: pipe it with --password-stdin or run in a terminal');
+  const first = await promptHidden(io, `New password for ${who}: `);
+  const second = await promptHidden(io, 'Repeat it: ');
   if (first !== second) throw new UsageError('the passwords do not match');
   if (!first) throw new UsageError('empty password');
   return first;

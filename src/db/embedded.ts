@@ -124,7 +124,13 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
   }
 
   const port = opts.port ?? (await freePort());
-  const log = opts.log ?? (() => undefined);
+  // PostgreSQL's own log is kept (the last lines) whoever listens: when it fails to start, they are
+  // the diagnosis (a broken postgresql.conf, a lock file, permissions), not the package's bare reject().
+  const tail = new LogTail(40);
+  const log = (line: string) => {
+    tail.push(line);
+    opts.log?.(line);
+  };
   const durability = opts.ephemeral ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : [];
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
@@ -143,14 +149,19 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
 
   if (!initialised) {
     await rm(dataDir, { recursive: true, force: true });
-    await pg.initialise();
+    await pg.initialise().catch((err: unknown) => { throw new EmbeddedStartError('initialise', dataDir, err, tail.lines()); });
     await writeFile(secretFile, password + '\n', { mode: 0o600 });
     await chmod(secretFile, 0o600);
   } else {
     await recoverStaleLock(dataDir);
   }
-  await pg.start();
   running.add(pg);
+  try {
+    await pg.start();
+  } catch (err) {
+    running.delete(pg);
+    throw new EmbeddedStartError('start', dataDir, err, tail.lines());
+  }
 
   let stopped = false;
   return {
@@ -166,4 +177,44 @@ export async function startEmbeddedPostgres(opts: EmbeddedOptions): Promise<Embe
       }
     },
   };
+}
+
+/** The last `size` lines PostgreSQL logged (chunks split into lines, blank ones dropped). */
+class LogTail {
+  private readonly buffer: string[] = [];
+  constructor(private readonly size: number) {}
+  push(chunk: string): void {
+    for (const line of chunk.split('\n')) {
+      if (!line.trim()) continue;
+      this.buffer.push(line.trimEnd());
+      if (this.buffer.length > this.size) this.buffer.shift();
+    }
+  }
+  lines(): string[] {
+    return [...this.buffer];
+  }
+}
+
+// What PostgreSQL says when it will not start; the lines that name the cause.
+const CAUSE_RE = /\b(FATAL|PANIC|ERROR):|syntax error|invalid value for parameter|unrecognized configuration parameter|lock file|Permission denied|could not (open|create|bind|access|read|lock)|No space left|Address already in use|initdb: error/i;
+const LOG_PREFIX_RE = /^\[error\]\s*|^\d{4}-\d{2}-\d{2} [\d:.]+ \S+ \[\d+\] /;
+
+/**
+ * The embedded PostgreSQL failed to initialise or start. The first line of the message is the cause
+ * (the CLI prints only that line); the next lines are PostgreSQL's last log lines.
+ */
+export class EmbeddedStartError extends Error {
+  readonly logTail: string[];
+  constructor(phase: 'initialise' | 'start', dataDir: string, cause: unknown, logTail: string[]) {
+    const causes = [...new Set(logTail.filter((l) => CAUSE_RE.test(l)).map((l) => l.replace(LOG_PREFIX_RE, '').trim()))].slice(-3);
+    const given = cause instanceof Error && cause.message ? cause.message : undefined;
+    const reason = causes.length ? causes.join('; ')
+      : given ?? (phase === 'start' ? 'PostgreSQL exited before accepting connections (it logged no reason)' : 'initdb failed (it logged no reason)');
+    const shown = logTail.slice(-15);
+    super(`embedded PostgreSQL did not ${phase === 'start' ? 'start' : 'initialise'} (data directory ${dataDir}): ${reason}` +
+      (shown.length ? `\n  its last log lines:\n${shown.map((l) => `    ${l}`).join('\n')}` : '') +
+      '\n  fix the cause above, remove the data directory to start afresh (its data is lost), or set DATABASE_URL', { cause });
+    this.name = 'EmbeddedStartError';
+    this.logTail = logTail;
+  }
 }

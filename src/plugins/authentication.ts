@@ -5,12 +5,13 @@ import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
 import jwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
-import { AppError, authRequired, tokenExpired, tokenInvalid } from '../errors.js';
+import { AppError, authChallenge, BEARER_REALM, tokenExpired, tokenInvalid } from '../errors.js';
 import type { SecurityContext } from '../security/context.js';
 import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
 import { AuthCache, startAuthListener } from '../security/auth-cache.js';
 import { isPersonalToken, sessionIdForToken } from '../security/personal-tokens.js';
-import { deriveKey, keyId, safeEqual } from '../security/tokens.js';
+import { safeEqual } from '../security/tokens.js';
+import { jwtSecrets, purposeKeyBytes } from '../security/keyring.js';
 import type { SessionRow } from '../db/schema/index.js';
 import type { UserRecord } from '../security/datastore.js';
 
@@ -59,7 +60,7 @@ const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 /** Tolerated clock skew for iat/nbf, seconds. */
 const SKEW = 30;
 
-function bearerError(err: AppError, realm = 'county-services'): AppError {
+function bearerError(err: AppError, realm = BEARER_REALM): AppError {
   const description = err.code === 'TOKEN_EXPIRED' ? 'The access token expired' : 'The access token is invalid';
   return new AppError(err.statusCode, err.code, err.message, {
     headers: { 'www-authenticate': `Bearer realm="${realm}", error="invalid_token", error_description="${description}"` },
@@ -105,14 +106,12 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     return state;
   }
 
-  const cookieKeys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, 'session-cookie').toString('base64url'));
+  const cookieKeys = purposeKeyBytes(config, 'session-cookie').map((k) => k.toString('base64url'));
   await app.register(cookie, { secret: cookieKeys, parseOptions: {} });
 
   // One @fastify/jwt namespace per key: the `kid` header picks the verifier; the first key signs.
-  const jwtKeys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS];
   const namespaceByKid = new Map<string, string>();
-  for (const [i, secret] of jwtKeys.entries()) {
-    const kid = keyId(secret);
+  for (const [i, { kid, secret }] of jwtSecrets(config).entries()) {
     if (namespaceByKid.has(kid)) continue;
     const namespace = `key${i}`;
     namespaceByKid.set(kid, namespace);
@@ -132,7 +131,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
       },
     });
   }
-  const signingNamespace = namespaceByKid.get(keyId(config.SECRET_KEY))!;
+  const signingNamespace = namespaceByKid.get(jwtSecrets(config)[0]!.kid)!;
   const jwtByNamespace = app.jwt as unknown as Record<string, { sign: (p: object) => string; verify: (t: string) => unknown }>;
 
   function verifyAccessToken(token: string): AccessTokenClaims {
@@ -248,7 +247,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   app.decorate('requireAuth', async function requireAuth(request: FastifyRequest) {
     const auth = await resolve(request);
     if (!auth) {
-      throw new AppError(401, 'AUTH_REQUIRED', authRequired().message, { headers: { 'www-authenticate': 'Bearer realm="county-services"' } });
+      throw authChallenge();
     }
     checkCsrf(request, auth);
     request.auth = auth;

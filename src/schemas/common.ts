@@ -52,7 +52,6 @@ export const PublicUser = Type.Object({
 
 export const SHARED_SCHEMAS = [ErrorEnvelope, PublicUser];
 
-export const ErrorRef = Type.Ref('ErrorEnvelope');
 export const UserRef = Type.Ref('User');
 
 const ERROR_DESCRIPTIONS: Record<number, string> = {

@@ -41,8 +41,10 @@ export async function requestConfirmation(ctx: SecurityContext, email: string): 
   await enqueueThrottled(ctx, { template: 'confirm', recipient: normalizeEmail(email) });
 }
 
-/** GET /confirm/{token}. Idempotent: an address that is already confirmed answers as confirmed. */
-/** Returns the user id and whether this call confirmed the address (false: it already was). */
+/**
+ * GET /confirm/{token}. Idempotent: an address that is already confirmed answers as confirmed.
+ * Returns the user id and whether this call confirmed the address (false: it already was).
+ */
 export async function confirmEmail(ctx: SecurityContext, token: string): Promise<{ userId: number; confirmed: boolean }> {
   const now = ctx.clock.now();
   // age is checked below, after "already confirmed" (a stale link for a done job is not an error)

@@ -37,7 +37,7 @@ export async function findUser(db: Db, by: { id: number } | { email: string }): 
   return row ? { ...row.user, roles: row.roles, permissions: row.permissions } : null;
 }
 
-/** Users with their roles and permissions in one round trip (lists). */
+/** findUser by id, or 404. */
 export async function requireUser(db: Db, id: number): Promise<UserRecord> {
   const user = await findUser(db, { id });
   if (!user) throw notFound('User');
@@ -191,7 +191,6 @@ export async function resetUserAccess(ctx: SecurityContext, userId: number, reas
   };
   return db ? work(db) : ctx.db.transaction(work);
 }
-export const setUniquifier = resetUserAccess;
 
 export async function setPassword(ctx: SecurityContext, userId: number, password: string, db: Db = ctx.db): Promise<void> {
   const hash = await ctx.passwords.hash(password);

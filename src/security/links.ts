@@ -11,7 +11,8 @@ import { createHmac } from 'node:crypto';
 import type { Config } from '../config.js';
 import { AppError } from '../errors.js';
 import type { UserRow } from '../db/schema/index.js';
-import { deriveKey, safeEqual } from './tokens.js';
+import { safeEqual } from './tokens.js';
+import { purposeKeyBytes } from './keyring.js';
 
 export const LINK_PURPOSES = ['confirm', 'reset', 'change_email'] as const;
 export type LinkPurpose = (typeof LINK_PURPOSES)[number];
@@ -35,21 +36,8 @@ const SKEW = 60;
 export const linkInvalid = () => new AppError(400, 'LINK_INVALID', 'The link is invalid or has already been used');
 export const linkExpired = () => new AppError(400, 'LINK_EXPIRED', 'The link has expired; ask for a new one');
 
-const linkKeys = new WeakMap<object, Map<LinkPurpose, Buffer[]>>();
 /** The signing key first, then the keys of SECRET_KEY_FALLBACKS (verification only). */
-function keysFor(config: Config, purpose: LinkPurpose): Buffer[] {
-  let byPurpose = linkKeys.get(config);
-  if (!byPurpose) {
-    byPurpose = new Map();
-    linkKeys.set(config, byPurpose);
-  }
-  let keys = byPurpose.get(purpose);
-  if (!keys) {
-    keys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, `link/${purpose}`));
-    byPurpose.set(purpose, keys);
-  }
-  return keys;
-}
+const keysFor = (config: Config, purpose: LinkPurpose): Buffer[] => purposeKeyBytes(config, `link/${purpose}`);
 
 /**
  * The state a link of this purpose is bound to: when any of it changes, the link dies. Keyed like

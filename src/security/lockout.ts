@@ -8,10 +8,13 @@ import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
 import { loginAttempts, rateLimits, twoFactorChallenges, users } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
+import type { Database } from '../db/client.js';
 import { normalizeEmail } from './datastore.js';
 import { isMailAddress } from './mail.js';
 import { enqueueMail } from './outbox.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
+
+type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 
 export interface LockoutStatus {
   email: string;
@@ -121,19 +124,13 @@ export async function clearLoginFailures(ctx: SecurityContext, email: string): P
 
 /**
  * Ends a lock at once and forgets the failures (admin API and CLI). Returns whether the address was
- * locked. The caller audits it (users.unlockAccount: 'user.unlocked').
+ * locked. The caller audits it (users.unlockAccount: 'user.unlocked', in the same transaction `db`).
  */
-export async function unlockEmail(ctx: SecurityContext, email: string): Promise<boolean> {
+export async function unlockEmail(ctx: SecurityContext, email: string, db: Database | Tx = ctx.db): Promise<boolean> {
   const now = ctx.clock.now();
-  const rows = await ctx.db.delete(loginAttempts).where(eq(loginAttempts.email, lockoutKey(email)))
+  const rows = await db.delete(loginAttempts).where(eq(loginAttempts.email, lockoutKey(email)))
     .returning({ lockedUntil: loginAttempts.lockedUntil });
   return rows.some((r) => r.lockedUntil !== null && r.lockedUntil.getTime() > now.getTime());
-}
-
-/** Addresses locked right now (dashboard "locked accounts"). */
-export async function countLockedEmails(ctx: SecurityContext): Promise<number> {
-  const [row] = await ctx.db.select({ n: sql<number>`count(*)::int` }).from(loginAttempts).where(gt(loginAttempts.lockedUntil, ctx.clock.now()));
-  return row?.n ?? 0;
 }
 
 /**

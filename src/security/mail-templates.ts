@@ -121,4 +121,3 @@ export const templates = {
 } as const;
 
 export type MailTemplate = keyof typeof templates;
-export const MAIL_TEMPLATES = Object.keys(templates) as MailTemplate[];

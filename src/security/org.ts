@@ -64,7 +64,3 @@ export async function createDepartment(ctx: SecurityContext, by: AuditSource, co
   }
 }
 
-export const publicCounty = (c: CountyRow) => ({ id: c.id, name: c.name, created_at: c.createdAt.toISOString(), updated_at: c.updatedAt.toISOString() });
-export const publicDepartment = (d: DepartmentRow) => ({
-  id: d.id, county_id: d.countyId, name: d.name, created_at: d.createdAt.toISOString(), updated_at: d.updatedAt.toISOString(),
-});

@@ -17,6 +17,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { outbox, type OutboxRow } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
+import { advisoryXactLock } from '../db/locks.js';
 import type { SecurityContext } from './context.js';
 import { isMailAddress, type MailLog, type MailTransport } from './mail.js';
 import type { MailTemplate } from './mail-templates.js';
@@ -31,8 +32,6 @@ export const MAIL_THROTTLE_SECONDS = 60;
 /** Longest wait between two attempts, whatever OUTBOX_RETRY_BACKOFF says about the first one. */
 const MAX_BACKOFF_SECONDS = 3600;
 const BATCH_SIZE = 20;
-/** pg_advisory_xact_lock namespace for the per-address throttle. */
-const THROTTLE_LOCK = 7263002;
 
 export interface MailJob {
   template: MailTemplate;
@@ -74,7 +73,7 @@ export async function enqueueThrottled(ctx: SecurityContext, job: MailJob): Prom
   const now = ctx.clock.now();
   const since = new Date(now.getTime() - MAIL_THROTTLE_SECONDS * 1000);
   return ctx.db.transaction(async (tx) => {
-    await tx.execute(sql`select pg_advisory_xact_lock(${THROTTLE_LOCK}, hashtext(lower(${job.recipient})))`);
+    await advisoryXactLock(tx, 'mailThrottle', sql`hashtext(lower(${job.recipient}))`);
     const recent = await tx.select({ id: outbox.id }).from(outbox).where(and(
       sql`lower(${outbox.recipient}) = lower(${job.recipient})`,
       eq(outbox.template, job.template),

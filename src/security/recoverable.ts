@@ -33,9 +33,8 @@ export async function checkResetLink(ctx: SecurityContext, token: string): Promi
  * POST /reset/{token}: sets the password (policy-checked), rotates fs_uniquifier and revokes every
  * session, and queues the notice, in one transaction. The new hash changes the link's fingerprint,
  * which consumes the link; the row lock makes two concurrent uses resolve to one success. A reset
- * link also proves the address, so it confirms an unconfirmed account.
+ * link also proves the address, so it confirms an unconfirmed account. Returns the user's id.
  */
-/** Returns the id of the user whose password was reset. */
 export async function resetPassword(ctx: SecurityContext, token: string, password: string): Promise<number> {
   const { user, claims } = await resetLinkUser(ctx, token);
   checkPasswordPolicy(ctx, 'password', password, user.email);

@@ -56,12 +56,6 @@ export async function getRole(ctx: Pick<SecurityContext, 'db'>, id: number): Pro
   return role;
 }
 
-export async function getRoleByName(ctx: Pick<SecurityContext, 'db'>, name: string): Promise<RoleRecord> {
-  const [role] = await withCount(ctx.db, eq(roles.name, name));
-  if (!role) throw notFound('Role');
-  return role;
-}
-
 export interface NewRole { name: string; description?: string | null; permissions?: string[] }
 
 export async function createRoleAudited(ctx: SecurityContext, by: RoleEditor, input: NewRole): Promise<RoleRecord> {
@@ -151,15 +145,3 @@ export async function deleteRole(ctx: SecurityContext, by: RoleEditor, id: numbe
 }
 
 /** The public form of a role (API and CLI). */
-export function publicRole(r: RoleRecord) {
-  return {
-    id: r.id,
-    name: r.name,
-    description: r.description,
-    permissions: [...r.permissions].sort(),
-    seeded: r.seeded,
-    user_count: r.userCount,
-    created_at: r.createdAt.toISOString(),
-    updated_at: r.updatedAt.toISOString(),
-  };
-}

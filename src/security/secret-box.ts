@@ -7,24 +7,11 @@
 //   v1.<kid>.<iv>.<ciphertext>.<tag>     (base64url parts)
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
-import { deriveKey, keyId } from './tokens.js';
+import { purposeKeys, type PurposeKey, type SealPurpose } from './keyring.js';
 
-interface Key { kid: string; key: Buffer }
+const keysFor = (config: Config, purpose: SealPurpose): readonly PurposeKey[] => purposeKeys(config, `secret-box/${purpose}`);
 
-const cache = new WeakMap<object, Map<string, Key[]>>();
-
-function keysFor(config: Config, purpose: string): Key[] {
-  let byPurpose = cache.get(config);
-  if (!byPurpose) cache.set(config, (byPurpose = new Map()));
-  let keys = byPurpose.get(purpose);
-  if (!keys) {
-    keys = [config.SECRET_KEY, ...config.SECRET_KEY_FALLBACKS].map((s) => ({ kid: keyId(s), key: deriveKey(s, `secret-box/${purpose}`) }));
-    byPurpose.set(purpose, keys);
-  }
-  return keys;
-}
-
-export function seal(config: Config, purpose: string, plaintext: string, aad = ''): string {
+export function seal(config: Config, purpose: SealPurpose, plaintext: string, aad = ''): string {
   const { kid, key } = keysFor(config, purpose)[0]!;
   const iv = randomBytes(12);
   const cipher = createCipheriv('aes-256-gcm', key, iv);
@@ -34,7 +21,7 @@ export function seal(config: Config, purpose: string, plaintext: string, aad = '
 }
 
 /** The plaintext, or null when the value is malformed, tampered with, sealed elsewhere or under an unknown key. */
-export function open(config: Config, purpose: string, sealed: string, aad = ''): string | null {
+export function open(config: Config, purpose: SealPurpose, sealed: string, aad = ''): string | null {
   const parts = sealed.split('.');
   if (parts.length !== 5 || parts[0] !== 'v1') return null;
   const [, kid, iv, ct, tag] = parts as [string, string, string, string, string];

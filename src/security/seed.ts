@@ -3,6 +3,7 @@
 // edits to seeded roles survive a restart.
 import { sql } from 'drizzle-orm';
 import { counties, departments, roles } from '../db/schema/index.js';
+import { advisoryXactLock } from '../db/locks.js';
 import type { SecurityContext } from './context.js';
 import { createUser, findUser } from './datastore.js';
 import { ROLE_ADMIN, SEEDED_ROLES } from './role-names.js';
@@ -22,7 +23,7 @@ export async function seed(ctx: SecurityContext, opts: { devAdmin: boolean; warn
   const result: SeedResult = { roles: 0, counties: 0, departments: 0, devAdminCreated: false };
   await ctx.db.transaction(async (tx) => {
     // Serialise concurrent seeders (several instances starting at once).
-    await tx.execute(sql`select pg_advisory_xact_lock(7263001)`);
+    await advisoryXactLock(tx, 'seed');
     const insertedRoles = await tx.insert(roles)
       .values(SEEDED_ROLES.map((r) => ({ name: r.name, description: r.description, permissions: [...r.permissions].sort() })))
       .onConflictDoNothing({ target: roles.name }).returning({ id: roles.id });

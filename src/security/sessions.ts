@@ -7,7 +7,8 @@ import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, permissionNames, roleNames, type UserRecord } from './datastore.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
-import { deriveKey, makeRefreshToken, parseRefreshToken, randomToken, refreshMac, safeEqual, sha256 } from './tokens.js';
+import { makeRefreshToken, parseRefreshToken, randomToken, refreshMac, safeEqual, sha256 } from './tokens.js';
+import { purposeKeyBytes } from './keyring.js';
 
 type Tx = Parameters<Parameters<SecurityContext['db']['transaction']>[0]>[0];
 
@@ -19,15 +20,9 @@ export interface AuthState {
 /** last_used_at is written at most this often per session: sliding expiry without a write per request. */
 const TOUCH_INTERVAL_MS = 60_000;
 
-const refreshKeys = new WeakMap<object, Buffer[]>();
-function keysFor(ctx: SecurityContext): Buffer[] {
-  let keys = refreshKeys.get(ctx.config);
-  if (!keys) {
-    keys = [ctx.config.SECRET_KEY, ...ctx.config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, 'refresh-token'));
-    refreshKeys.set(ctx.config, keys);
-  }
-  return keys;
-}
+const keysFor = (ctx: SecurityContext): Buffer[] => purposeKeyBytes(ctx.config, 'refresh-token');
+
+export type { SessionRow };
 
 export interface NewSession { session: SessionRow; refreshToken: string }
 

@@ -1,15 +1,5 @@
-// Keys and opaque tokens. SECRET_KEY signs access JWTs as given (HS256); every other purpose gets its
-// own key derived from it, so a token of one kind can never pass as another.
+// Opaque tokens and their comparisons. The keys they are made with come from the keyring (keyring.ts).
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-
-export function deriveKey(secret: string, purpose: string): Buffer {
-  return createHmac('sha256', secret).update(`county-services/${purpose}`).digest();
-}
-
-/** Stable short identifier of a key, used as the JWT `kid`. Reveals nothing about the key. */
-export function keyId(secret: string): string {
-  return createHash('sha256').update(`kid/${secret}`).digest('base64url').slice(0, 12);
-}
 
 export const sha256 = (value: string) => createHash('sha256').update(value).digest('base64url');
 export const randomToken = (bytes = 32) => randomBytes(bytes).toString('base64url');

@@ -25,7 +25,8 @@ import { findUser, type UserRecord } from './datastore.js';
 import { assertNotLocked, recordLoginFailure } from './lockout.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { open, seal } from './secret-box.js';
-import { deriveKey, safeEqual } from './tokens.js';
+import { safeEqual } from './tokens.js';
+import { purposeKeyBytes } from './keyring.js';
 
 export const TF_METHOD = 'authenticator';
 /** Wrong codes one tf_token survives. */
@@ -53,14 +54,7 @@ export const TWO_FACTOR_CLEARED = { tfPrimaryMethod: null, tfTotpSecret: null, t
 
 // ---- keys and encodings ----
 
-const macKeys = new WeakMap<object, Map<string, Buffer[]>>();
-function keys(ctx: SecurityContext, purpose: string): Buffer[] {
-  let m = macKeys.get(ctx.config);
-  if (!m) macKeys.set(ctx.config, (m = new Map()));
-  let k = m.get(purpose);
-  if (!k) m.set(purpose, (k = [ctx.config.SECRET_KEY, ...ctx.config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, purpose))));
-  return k;
-}
+const keys = (ctx: SecurityContext, purpose: 'tf-token' | 'recovery-code'): Buffer[] => purposeKeyBytes(ctx.config, purpose);
 const mac = (key: Buffer, value: string) => createHmac('sha256', key).update(value).digest('base64url');
 
 function sealTotpSecret(ctx: SecurityContext, userId: number, secret: string): string {

@@ -4,6 +4,7 @@
 import { and, asc, count, desc, eq, ilike, inArray, ne, notInArray, or, sql, type SQL } from 'drizzle-orm';
 import { departments, roles, rolesUsers, users } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
+import { advisoryXactLock } from '../db/locks.js';
 import { ROLE_ADMIN, ROLE_CITIZEN } from './role-names.js';
 import { AppError, notFound, validationError } from '../errors.js';
 import { audit, type AuditSource } from './audit.js';
@@ -324,7 +325,7 @@ export async function updateAccount(ctx: SecurityContext, actor: Actor, id: numb
  * deactivating each other at the same moment cannot leave none.
  */
 async function lockAdminCount(tx: Tx): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(7263002)`);
+  await advisoryXactLock(tx, 'adminCount');
 }
 
 async function assertAnotherActiveAdmin(tx: Tx, userId: number): Promise<void> {
@@ -361,7 +362,7 @@ export async function activateAccount(ctx: SecurityContext, actor: Actor, id: nu
 export async function unlockAccount(ctx: SecurityContext, actor: Actor, id: number): Promise<UserRecord> {
   return denialAudited(ctx, actor, 'user.unlocked', id, {}, () => ctx.db.transaction(async (tx) => {
     const user = await requireTarget(tx, actor, id);
-    const lifted = await unlockEmail(ctx, user.email);
+    const lifted = await unlockEmail(ctx, user.email, tx);
     await audit(ctx, { ...actor, action: 'user.unlocked', targetUserId: id, details: { lock_lifted: lifted } }, tx);
     return user;
   }));

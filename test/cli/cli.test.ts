@@ -1,10 +1,14 @@
-// The ops CLI as real child processes against the test database: exit codes, one-line errors, and
-// effects seen through the API (same security/ functions, same rules, same audit rows).
+// The ops CLI against the test database: exit codes, one-line errors, and effects seen through the
+// API (same security/ functions, same rules, same audit rows). Commands run in-process through
+// runCli, the entry the binary calls, with their own stdin/stdout/stderr; the tests about the process
+// itself (argv, a piped stdin, the bin) run real child processes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { runCli } from '../../src/cli/index.js';
 import { bearer, buildTestApp, createTestDatabase, GOOD_PASSWORD, login, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -12,12 +16,28 @@ const NEW_PASSWORD = 'Amber-Kettle-71-Meadow';
 
 interface Result { code: number | null; stdout: string; stderr: string }
 
-// Each command is a fresh Node process (about 1.5 s with tsx), hence the longer timeout.
+// A child process costs about 1.5 s with tsx, hence the longer timeout.
 describe('ops CLI', { timeout: 90_000 }, () => {
   let database: TestDatabase;
   let t: TestApp;
 
-  function run(args: string[], input?: string, entry = ['--import', 'tsx', 'src/cli/index.ts']): Promise<Result> {
+  /** one command line in-process, as the binary runs it */
+  async function run(args: string[], input?: string): Promise<Result> {
+    let stdout = '';
+    let stderr = '';
+    const code = await runCli(args, {
+      stdin: Readable.from(input === undefined ? [] : [input]),
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      env: { ...process.env, DATABASE_URL: database.url, NODE_ENV: 'test' },
+    });
+    // the command changed state outside a request of this app: let its auth cache catch up (authSync)
+    await t.app.authSync();
+    return { code, stdout, stderr };
+  }
+
+  /** one command line as a real child process (its argv, its piped stdin, its exit code) */
+  function runChild(args: string[], input?: string, entry = ['--import', 'tsx', 'src/cli/index.ts']): Promise<Result> {
     return new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [...entry, ...args], {
         cwd: ROOT,
@@ -86,9 +106,9 @@ describe('ops CLI', { timeout: 90_000 }, () => {
 
   it('passwords never come from the command line: no --password option, and no TTY without --password-stdin is an error', async () => {
     const email = `argv-${randomBytes(3).toString('hex')}@example.com`;
-    expect(failed(await run(['users', 'create', email, '--password', NEW_PASSWORD]), 2)).toMatch(/Unknown option '--password'/);
-    expect(failed(await run(['users', 'create', email]), 2)).toMatch(/--password-stdin/);
-    expect(failed(await run(['users', 'create', email, '--password-stdin'], ''), 2)).toBe('error: no password on stdin');
+    expect(failed(await runChild(['users', 'create', email, '--password', NEW_PASSWORD]), 2)).toMatch(/Unknown option '--password'/);
+    expect(failed(await runChild(['users', 'create', email]), 2)).toMatch(/--password-stdin/);
+    expect(failed(await runChild(['users', 'create', email, '--password-stdin'], ''), 2)).toBe('error: no password on stdin');
   });
 
   it('users show / list: by id or email, human and --json', async () => {
@@ -185,10 +205,10 @@ describe('ops CLI', { timeout: 90_000 }, () => {
   });
 
   it('usage errors exit 2 with one line; --help exits 0; the bin runs the same CLI', async () => {
-    expect(failed(await run(['users', 'frobnicate']), 2)).toBe('error: unknown command "users frobnicate"; run county-services --help');
-    expect(failed(await run(['users', 'show']), 2)).toBe('error: usage: county-services users show USER');
-    expect(failed(await run(['users', 'list', '--county', 'abc']), 2)).toBe('error: --county must be a positive integer');
-    const help = await run(['--help'], undefined, ['bin/county-services.js']);
+    expect(failed(await runChild(['users', 'frobnicate']), 2)).toBe('error: unknown command "users frobnicate"; run county-services --help');
+    expect(failed(await runChild(['users', 'show']), 2)).toBe('error: usage: county-services users show USER');
+    expect(failed(await runChild(['users', 'list', '--county', 'abc']), 2)).toBe('error: --county must be a positive integer');
+    const help = await runChild(['--help'], undefined, ['bin/county-services.js']);
     expect(help.code).toBe(0);
     expect(help.stdout).toMatch(/users deactivate USER/);
     expect(help.stdout).toMatch(/audit export/);

@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { and, eq, inArray } from 'drizzle-orm';
-import { buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestDatabase } from '../support/helper.js';
+import { buildTestApp, GOOD_PASSWORD, makeUser } from '../support/helper.js';
 import { linkToken, mailEnv, quietLog, SmtpCapture, smtpTransportFor } from '../support/smtp.js';
-import { buildMailTestApp, type MailTestApp } from '../support/mail.js';
+import { buildMailTestApp, useMailFixture } from '../support/mail.js';
 import { outbox, users } from '../../src/db/schema/index.js';
 import { connect } from '../../src/db/client.js';
 import { securityContext } from '../../src/security/context.js';
@@ -10,21 +10,10 @@ import { deliverPending, enqueueMail, purgeOutbox, retryDelay, startOutboxWorker
 import type { UserRecord } from '../../src/security/datastore.js';
 
 describe('the transactional outbox', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  let t: MailTestApp;
+  const { smtp, database, t } = useMailFixture({ env: { SECURITY_CONFIRMABLE: 'true', OUTBOX_MAX_ATTEMPTS: '3' }, clearEach: false });
   let user: UserRecord;
-
   beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-    t = await buildMailTestApp(database, smtp, { SECURITY_CONFIRMABLE: 'true', OUTBOX_MAX_ATTEMPTS: '3' });
     user = await makeUser(t.ctx, { email: 'outbox-user@example.com' });
-  });
-  afterAll(async () => {
-    await t.close();
-    await smtp.stop();
-    await database.drop();
   });
   beforeEach(async () => {
     // each test starts with nothing due and an empty mailbox
@@ -186,16 +175,7 @@ describe('the transactional outbox', () => {
 });
 
 describe('the outbox worker', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-  });
-  afterAll(async () => {
-    await smtp.stop();
-    await database.drop();
-  });
+  const { smtp, database } = useMailFixture({ app: false, clearEach: false });
   beforeEach(() => {
     smtp.clear();
     smtp.acceptDelayMs = 0;

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_SOURCE } from '../../src/security/audit.js';
+import { lockoutStatus, recordLoginFailure } from '../../src/security/lockout.js';
 import {
-  deactivateAccount, GLOBAL_SCOPE, listUsersJson, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
+  deactivateAccount, GLOBAL_SCOPE, unlockAccount, listUsersJson, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
 } from '../../src/security/users.js';
 import { SYSTEM_PRINCIPAL, userPrincipal, type Principal } from '../../src/security/delegation.js';
 import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
@@ -79,5 +80,16 @@ describe('security/users', () => {
     const scoped = actor(officer.id, { kind: 'county', countyId: 1 }, strong);
     await expect(setAccountRoles(t.ctx, scoped, u.id, ['County Admin'])).rejects.toMatchObject({ statusCode: 403 });
     expect((await setAccountRoles(t.ctx, scoped, u.id, ['Department Officer'])).roles).toEqual(['Department Officer']);
+  });
+
+  it('unlockAccount lifts the lock and writes its audit row in one transaction: when the audit row fails, the lock stays', async () => {
+    const u = await makeUser(t.ctx);
+    for (let i = 0; i < t.config.SECURITY_LOCKOUT_THRESHOLD; i++) await recordLoginFailure(t.ctx, u.email);
+    expect((await lockoutStatus(t.ctx, u.email)).locked).toBe(true);
+    // PostgreSQL refuses a NUL in text: the audit insert fails inside the transaction
+    await expect(unlockAccount(t.ctx, { ...actor(null), ip: 'bad\u0000ip' }, u.id)).rejects.toThrow();
+    expect((await lockoutStatus(t.ctx, u.email)).locked).toBe(true);
+    await unlockAccount(t.ctx, actor(null), u.id);
+    expect((await lockoutStatus(t.ctx, u.email)).locked).toBe(false);
   });
 });

@@ -3,7 +3,9 @@
 import { eq } from 'drizzle-orm';
 import { counties, departments } from '../../src/db/schema/index.js';
 import type { UserRecord } from '../../src/security/datastore.js';
-import { bearer, login, makeUser, type TestApp } from './helper.js';
+import { afterAll, beforeAll } from 'vitest';
+import { bearer, buildTestApp, createTestDatabase, login, makeUser, type TestApp, type TestDatabase } from './helper.js';
+import { lateBound } from './late-bound.js';
 
 export type PrincipalName = 'anonymous' | 'citizen' | 'officerA' | 'officerB' | 'admin';
 export const PRINCIPALS: PrincipalName[] = ['anonymous', 'citizen', 'officerA', 'officerB', 'admin'];
@@ -37,4 +39,24 @@ export async function makeCast(t: TestApp): Promise<Cast> {
     as[name as PrincipalName] = { user, headers: bearer(session.access_token) };
   }
   return { countyA, countyB, as };
+}
+
+/**
+ * The set-up of an admin-API describe block: its own database, an app on it and the cast of
+ * principals (makeCast), built in beforeAll and closed in afterAll. `t` and `cast` stand for them.
+ */
+export function useCastFixture(): { t: TestApp; cast: Cast } {
+  const database = lateBound<TestDatabase>('the database');
+  const app = lateBound<TestApp>('the app');
+  const cast = lateBound<Cast>('the cast');
+  beforeAll(async () => {
+    database.set(await createTestDatabase());
+    app.set(await buildTestApp(database.proxy));
+    cast.set(await makeCast(app.proxy));
+  });
+  afterAll(async () => {
+    await app.value?.close();
+    await database.value?.drop();
+  });
+  return { t: app.proxy, cast: cast.proxy };
 }

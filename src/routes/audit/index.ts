@@ -2,10 +2,11 @@
 // security events. Both newest first, cursor-paginated: {events, next_cursor}.
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { permissionsRequired } from '../../plugins/guards.js';
+import { permissionsRequired } from '../guards.js';
 import { errors, SECURED } from '../../schemas/common.js';
 import { ActivityPageResponse, ActivityQuery, AuditPageResponse, AuditQuery } from '../../schemas/admin.js';
-import { activityEvent, listAuditEvents, publicAuditEvent, type AuditPage } from '../../security/audit.js';
+import { listAuditEvents, type AuditPage } from '../../security/audit.js';
+import { activityEvent, publicAuditEvent } from '../../security/presenters.js';
 
 const DEFAULT_LIMIT = 50;
 

@@ -5,7 +5,7 @@ import type { FastifyInstance, FastifyRequest, onRequestAsyncHookHandler } from 
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { notFound } from '../../errors.js';
 import type { RequestAuth } from '../../plugins/authentication.js';
-import { fresh, interactiveOnly } from '../../plugins/guards.js';
+import { fresh, interactiveOnly } from '../guards.js';
 import { confirmEmail, requestConfirmation } from '../../security/confirmable.js';
 import { checkResetLink, requestPasswordReset, resetPassword } from '../../security/recoverable.js';
 import { changePassword, confirmEmailChange, requestEmailChange, verifySession } from '../../security/changeable.js';

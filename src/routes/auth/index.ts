@@ -1,7 +1,7 @@
 // The security views: register, login, logout, refresh, and the caller's own account under /auth.
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RequestAuth } from '../../plugins/authentication.js';
-import { interactiveOnly, permissionsRequired } from '../../plugins/guards.js';
+import { interactiveOnly, permissionsRequired } from '../guards.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError, notFound } from '../../errors.js';
@@ -17,7 +17,7 @@ import {
   CsrfResponse, CurrentUserResponse, LoginBody, LogoutBody, ProfilePatchBody, RefreshBody,
   RefreshResponse, RegisterBody, RegisterResponse, SessionsResponse, UserResponse,
 } from '../../schemas/auth.js';
-import { publicUser } from '../../security/presenters.js';
+import { publicSession, publicUser } from '../../security/presenters.js';
 import { sessionResponder } from './session-response.js';
 import { audit } from '../../security/audit.js';
 import { auditSource } from '../request-source.js';
@@ -194,10 +194,7 @@ export default async function authRoutes(root: FastifyInstance) {
       const a = auth(request);
       const rows = await listSessions(ctx, a.user.id);
       return {
-        sessions: rows.map((r) => ({
-          id: r.id, created_at: r.createdAt.toISOString(), last_used_at: r.lastUsedAt.toISOString(),
-          ip: r.ip, user_agent: r.userAgent, current: r.id === a.session.id,
-        })),
+        sessions: rows.map((r) => publicSession(r, a.session.id)),
       };
     });
 

@@ -2,11 +2,12 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { fresh, interactiveOnly } from '../../plugins/guards.js';
+import { fresh, interactiveOnly } from '../guards.js';
 import { createPersonalToken, listPersonalTokens, revokePersonalToken } from '../../security/personal-tokens.js';
 import { bodyErrors, errors, Nullable, Timestamp, UuidParam, SECURED } from '../../schemas/common.js';
 import { audit } from '../../security/audit.js';
-import { auditSource } from '../request-source.js';
+import { createdPersonalToken, publicPersonalToken } from '../../security/presenters.js';
+import { auditSource, clientInfo } from '../request-source.js';
 
 const TAG = ['auth'];
 const Permission = Type.String({ pattern: '^[a-z][a-z_-]*:[a-z*][a-z_*-]*$', maxLength: 64 });
@@ -49,13 +50,10 @@ export default async function tokenRoutes(root: FastifyInstance) {
     }, async (request, reply) => {
       const t = await createPersonalToken(ctx, request.auth!.user, {
         name: request.body.name, expiresIn: request.body.expires_in, permissions: request.body.permissions,
-        ip: request.ip, userAgent: typeof request.headers['user-agent'] === 'string' ? request.headers['user-agent'] : null,
+        ...clientInfo(request),
       });
       await audit(ctx, { ...auditSource(request), action: 'token.created', targetUserId: request.auth!.user.id, details: { pat_id: t.id, name: t.name, permissions: t.permissions } });
-      return reply.code(201).send({
-        id: t.id, name: t.name, token: t.token, permissions: t.permissions,
-        created_at: t.createdAt.toISOString(), expires_at: t.expiresAt?.toISOString() ?? null,
-      });
+      return reply.code(201).send(createdPersonalToken(t));
     });
 
     s.get('/auth/tokens', {
@@ -66,10 +64,7 @@ export default async function tokenRoutes(root: FastifyInstance) {
         response: { 200: TokenListResponse, ...errors(401, 403) },
       },
     }, async (request) => ({
-      tokens: (await listPersonalTokens(ctx, request.auth!.user.id)).map((t) => ({
-        id: t.id, name: t.name, permissions: t.permissions, created_at: t.createdAt.toISOString(),
-        expires_at: t.expiresAt.toISOString(), last_used_at: t.lastUsedAt.toISOString(),
-      })),
+      tokens: (await listPersonalTokens(ctx, request.auth!.user.id)).map(publicPersonalToken),
     }));
 
     s.delete('/auth/tokens/:id', {

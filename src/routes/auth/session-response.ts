@@ -1,18 +1,13 @@
 // The answer of every view that opens a session (login, refresh, register with auto-login, change
 // password): the user, the token pair, the CSRF token, and the session cookie.
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { SessionRow } from '../../db/schema/index.js';
-import type { ClientInfo } from '../../security/auth.js';
+import type { SessionRow } from '../../security/sessions.js';
+import { clientInfo } from '../request-source.js';
 import type { UserRecord } from '../../security/datastore.js';
 import { publicUser } from '../../security/presenters.js';
 
 export function sessionResponder(app: FastifyInstance) {
   const ctx = app.security;
-
-  const clientInfo = (req: { ip: string; headers: Record<string, unknown> }): ClientInfo => ({
-    ip: req.ip ?? null,
-    userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : null,
-  });
 
   /** The login answer: user + token pair + csrf token, and the session cookie. */
   function tokenResponse(reply: FastifyReply, user: UserRecord, session: SessionRow, refreshToken: string, remember = false) {

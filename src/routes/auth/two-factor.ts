@@ -4,8 +4,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { AppError } from '../../errors.js';
-import { fresh, interactiveOnly } from '../../plugins/guards.js';
+import { authChallenge } from '../../errors.js';
+import { fresh, interactiveOnly } from '../guards.js';
 import { startSession } from '../../security/auth.js';
 import { clearLoginFailures } from '../../security/lockout.js';
 import {
@@ -21,10 +21,6 @@ import { audit } from '../../security/audit.js';
 import { auditSource } from '../request-source.js';
 
 const TAG = ['two-factor'];
-
-const authRequired = () => new AppError(401, 'AUTH_REQUIRED', 'Authentication is required', {
-  headers: { 'www-authenticate': 'Bearer realm="county-services"' },
-});
 
 export default async function twoFactorRoutes(root: FastifyInstance) {
   const app = root.withTypeProvider<TypeBoxTypeProvider>();
@@ -78,7 +74,7 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
       if (request.body.tf_token !== undefined) {
         started = await beginForcedSetup(ctx, request.body.tf_token);
       } else {
-        if (!request.auth) throw authRequired();
+        if (!request.auth) throw authChallenge();
         await requireFresh.call(app, request, reply);
         started = await beginSetup(ctx, request.auth.user);
       }

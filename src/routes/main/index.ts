@@ -2,11 +2,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { sql } from 'drizzle-orm';
 import { AppError } from '../../errors.js';
 import { errors, Nullable, UserRef } from '../../schemas/common.js';
 import { ROLE_ADMIN, ROLE_OFFICER } from '../../security/role-names.js';
 import { publicUser } from '../../security/presenters.js';
+import { databaseAnswers } from '../../security/readiness.js';
 import { adminOverview, citizenActivity, officerOverview } from '../../security/dashboard.js';
 
 const NamedRef = Nullable(Type.Object({ id: Type.Integer(), name: Type.String() }, { additionalProperties: false }));
@@ -55,7 +55,7 @@ export default async function mainRoutes(root: FastifyInstance) {
     },
   }, async () => {
     try {
-      await ctx.db.execute(sql`select 1`);
+      await databaseAnswers(ctx);
     } catch {
       throw new AppError(503, 'SERVICE_UNAVAILABLE', 'The database is not reachable', { headers: { 'retry-after': '5' } });
     }

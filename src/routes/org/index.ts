@@ -2,10 +2,11 @@
 // org:write.
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { permissionsRequired } from '../../plugins/guards.js';
+import { permissionsRequired } from '../guards.js';
 import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { CountyListResponse, CountyResponse, DepartmentListResponse, DepartmentResponse, NameBody } from '../../schemas/admin.js';
-import { createCounty, createDepartment, listCounties, listDepartments, publicCounty, publicDepartment } from '../../security/org.js';
+import { createCounty, createDepartment, listCounties, listDepartments } from '../../security/org.js';
+import { publicCounty, publicDepartment } from '../../security/presenters.js';
 import { auditSource } from '../request-source.js';
 
 const TAGS = ['org'];

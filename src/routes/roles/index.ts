@@ -3,10 +3,11 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { permissionsRequired } from '../../plugins/guards.js';
+import { permissionsRequired } from '../guards.js';
 import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { CreateRoleBody, DeleteRoleQuery, PatchRoleBody, RoleListResponse, RoleResponse } from '../../schemas/admin.js';
-import { createRoleAudited, deleteRole, getRole, listRoles, publicRole, updateRole } from '../../security/roles.js';
+import { createRoleAudited, deleteRole, getRole, listRoles, updateRole } from '../../security/roles.js';
+import { publicRole } from '../../security/presenters.js';
 import { actorOf } from '../request-source.js';
 
 const TAGS = ['roles'];

@@ -5,7 +5,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { ROLE_ADMIN, ROLE_OFFICER } from '../../security/role-names.js';
-import { anyOf, countyRoleRequired, permissionsRequired, rolesAccepted } from '../../plugins/guards.js';
+import { anyOf, countyRoleRequired, permissionsRequired, rolesAccepted } from '../guards.js';
 import { bodyErrors, errors, IdParam, SECURED } from '../../schemas/common.js';
 import { UserResponse } from '../../schemas/auth.js';
 import { CreateUserBody, PatchUserBody, UserListQuery, UserListResponse, UserRoleParams, UserRolesBody } from '../../schemas/admin.js';
@@ -119,7 +119,7 @@ export default async function userRoutes(root: FastifyInstance) {
     },
     {
       path: 'reset-access', fn: resetAccountAccess, operationId: 'resetUserAccess', summary: 'Invalidate every session and token of a user',
-      description: 'Rotates fs_uniquifier and revokes every session (and, once it exists, two-factor authentication).',
+      description: 'Rotates fs_uniquifier and revokes every session and two-factor authentication.',
       statuses: [400, 401, 403, 404],
     },
   ] as const;

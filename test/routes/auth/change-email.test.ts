@@ -1,26 +1,13 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { bearer, createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, type LoginResult, type TestDatabase } from '../../support/helper.js';
-import { linkToken, SmtpCapture } from '../../support/smtp.js';
-import { buildMailTestApp, type MailTestApp } from '../../support/mail.js';
+import { bearer, envelopeOf, GOOD_PASSWORD, login, makeUser, type LoginResult } from '../../support/helper.js';
+import { linkToken } from '../../support/smtp.js';
+import { buildMailTestApp, useMailFixture } from '../../support/mail.js';
 import { sessions, users } from '../../../src/db/schema/index.js';
 
 describe('POST /verify and the change of email address', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  let t: MailTestApp;
-
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-    // a short freshness window so the test can outlive it without outliving the access token
-    t = await buildMailTestApp(database, smtp, { SECURITY_FRESHNESS: '300' });
-  });
-  afterAll(async () => {
-    await t.close();
-    await smtp.stop();
-    await database.drop();
-  });
+  // a short freshness window so the test can outlive it without outliving the access token
+  const { smtp, t } = useMailFixture({ env: { SECURITY_FRESHNESS: '300' }, clearEach: false });
   // each test starts with an empty outbox and mailbox
   beforeEach(async () => {
     await t.deliver();
@@ -192,16 +179,7 @@ describe('POST /verify and the change of email address', () => {
 });
 
 describe('change of email address with SECURITY_RETURN_GENERIC_RESPONSES', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-  });
-  afterAll(async () => {
-    await smtp.stop();
-    await database.drop();
-  });
+  const { smtp, database } = useMailFixture({ app: false, clearEach: false });
 
   it('a taken address answers 202 like a free one; no link goes out for it; the notice goes to the old address either way', async () => {
     const t = await buildMailTestApp(database, smtp, { SECURITY_RETURN_GENERIC_RESPONSES: 'true', SECURITY_SEND_EMAIL_CHANGE_NOTICE: 'false' });

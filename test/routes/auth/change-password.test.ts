@@ -1,26 +1,12 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { bearer, createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, sessionCookie, type TestDatabase } from '../../support/helper.js';
-import { linkToken, SmtpCapture } from '../../support/smtp.js';
-import { buildMailTestApp, type MailTestApp } from '../../support/mail.js';
+import { describe, expect, it } from 'vitest';
+import { bearer, envelopeOf, GOOD_PASSWORD, login, makeUser, sessionCookie } from '../../support/helper.js';
+import { linkToken } from '../../support/smtp.js';
+import { buildMailTestApp, useMailFixture } from '../../support/mail.js';
 
 const NEW_PASSWORD = 'Amber-Meadow-41-Compass';
 
 describe('changeable: POST /change-password', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  let t: MailTestApp;
-
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-    t = await buildMailTestApp(database, smtp);
-  });
-  afterAll(async () => {
-    await t.close();
-    await smtp.stop();
-    await database.drop();
-  });
-  beforeEach(() => smtp.clear());
+  const { smtp, t } = useMailFixture();
 
   const change = (headers: Record<string, string>, payload: object) =>
     t.app.inject({ method: 'POST', url: '/change-password', headers, payload });
@@ -120,16 +106,7 @@ describe('changeable: POST /change-password', () => {
 });
 
 describe('changeable: configuration', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-  });
-  afterAll(async () => {
-    await smtp.stop();
-    await database.drop();
-  });
+  const { smtp, database } = useMailFixture({ app: false, clearEach: false });
 
   it('SECURITY_CHANGEABLE=false: 404; SECURITY_SEND_PASSWORD_CHANGE_EMAIL=false: no notice', async () => {
     const off = await buildMailTestApp(database, smtp, { SECURITY_CHANGEABLE: 'false' });

@@ -1,26 +1,12 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { createTestDatabase, envelopeOf, GOOD_PASSWORD, type TestDatabase } from '../../support/helper.js';
-import { linkToken, SmtpCapture } from '../../support/smtp.js';
-import { buildMailTestApp, type MailTestApp } from '../../support/mail.js';
+import { envelopeOf, GOOD_PASSWORD } from '../../support/helper.js';
+import { linkToken } from '../../support/smtp.js';
+import { buildMailTestApp, useMailFixture } from '../../support/mail.js';
 import { outbox, users } from '../../../src/db/schema/index.js';
 
 describe('confirmable: confirmation email, POST /confirm, GET /confirm/{token}', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  let t: MailTestApp;
-
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-    t = await buildMailTestApp(database, smtp, { SECURITY_CONFIRMABLE: 'true' });
-  });
-  afterAll(async () => {
-    await t.close();
-    await smtp.stop();
-    await database.drop();
-  });
-  beforeEach(() => smtp.clear());
+  const { smtp, t } = useMailFixture({ env: { SECURITY_CONFIRMABLE: 'true' } });
 
   const register = (email: string, extra: Record<string, unknown> = {}) =>
     t.app.inject({ method: 'POST', url: '/register', payload: { email, password: GOOD_PASSWORD, ...extra } });
@@ -142,17 +128,7 @@ describe('confirmable: confirmation email, POST /confirm, GET /confirm/{token}',
 });
 
 describe('confirmable: welcome email, link templates, switched off', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-  });
-  afterAll(async () => {
-    await smtp.stop();
-    await database.drop();
-  });
-  beforeEach(() => smtp.clear());
+  const { smtp, database } = useMailFixture({ app: false });
 
   it('SECURITY_SEND_REGISTER_EMAIL + confirmable: one welcome message carrying the confirmation link, to the client\'s own route', async () => {
     const t = await buildMailTestApp(database, smtp, {

@@ -1,26 +1,12 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
-import { createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, type TestDatabase } from '../../support/helper.js';
-import { linkToken, SmtpCapture } from '../../support/smtp.js';
-import { buildMailTestApp, type MailTestApp } from '../../support/mail.js';
+import { envelopeOf, GOOD_PASSWORD, login, makeUser } from '../../support/helper.js';
+import { linkToken } from '../../support/smtp.js';
+import { useMailFixture } from '../../support/mail.js';
 import { outbox } from '../../../src/db/schema/index.js';
 
 describe('registration email with SECURITY_RETURN_GENERIC_RESPONSES', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  let t: MailTestApp;
-
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-    t = await buildMailTestApp(database, smtp, { SECURITY_RETURN_GENERIC_RESPONSES: 'true', SECURITY_CONFIRMABLE: 'true' });
-  });
-  afterAll(async () => {
-    await t.close();
-    await smtp.stop();
-    await database.drop();
-  });
-  beforeEach(() => smtp.clear());
+  const { smtp, t } = useMailFixture({ env: { SECURITY_RETURN_GENERIC_RESPONSES: 'true', SECURITY_CONFIRMABLE: 'true' } });
 
   const register = (email: string, extra: Record<string, unknown> = {}) =>
     t.app.inject({ method: 'POST', url: '/register', payload: { email, password: GOOD_PASSWORD, ...extra } });
@@ -51,21 +37,7 @@ describe('registration email with SECURITY_RETURN_GENERIC_RESPONSES', () => {
 });
 
 describe('header injection through names and addresses', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  let t: MailTestApp;
-
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-    t = await buildMailTestApp(database, smtp, { SECURITY_SEND_REGISTER_EMAIL: 'true' });
-  });
-  afterAll(async () => {
-    await t.close();
-    await smtp.stop();
-    await database.drop();
-  });
-  beforeEach(() => smtp.clear());
+  const { smtp, t } = useMailFixture({ env: { SECURITY_SEND_REGISTER_EMAIL: 'true' } });
 
   it('CR/LF in first and last names never become headers or recipients; HTML in names is escaped', async () => {
     const res = await t.app.inject({

@@ -1,29 +1,15 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { bearer, createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, type TestDatabase } from '../../support/helper.js';
-import { linkToken, SmtpCapture } from '../../support/smtp.js';
-import { buildMailTestApp, type MailTestApp } from '../../support/mail.js';
+import { bearer, envelopeOf, GOOD_PASSWORD, login, makeUser } from '../../support/helper.js';
+import { linkToken } from '../../support/smtp.js';
+import { buildMailTestApp, useMailFixture } from '../../support/mail.js';
 import { outbox, users } from '../../../src/db/schema/index.js';
 import { deactivateUser, setPassword } from '../../../src/security/datastore.js';
 
 const NEW_PASSWORD = 'Amber-Meadow-41-Compass';
 
 describe('recoverable: POST /reset, GET/POST /reset/{token}', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  let t: MailTestApp;
-
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-    t = await buildMailTestApp(database, smtp);
-  });
-  afterAll(async () => {
-    await t.close();
-    await smtp.stop();
-    await database.drop();
-  });
-  beforeEach(() => smtp.clear());
+  const { smtp, t } = useMailFixture();
 
   const requestReset = (email: string) => t.app.inject({ method: 'POST', url: '/reset', payload: { email } });
   /** requests a reset for `email`, delivers, and returns the token from the received message */
@@ -200,17 +186,7 @@ describe('recoverable: POST /reset, GET/POST /reset/{token}', () => {
 });
 
 describe('recoverable: configuration', () => {
-  let database: TestDatabase;
-  const smtp = new SmtpCapture();
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    await smtp.start();
-  });
-  afterAll(async () => {
-    await smtp.stop();
-    await database.drop();
-  });
-  beforeEach(() => smtp.clear());
+  const { smtp, database } = useMailFixture({ app: false });
 
   it('SECURITY_RESET_URL_TEMPLATE: the link opens the client\'s route; no notice when SECURITY_SEND_PASSWORD_RESET_NOTICE_EMAIL=false', async () => {
     const t = await buildMailTestApp(database, smtp, {

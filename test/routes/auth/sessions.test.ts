@@ -8,7 +8,7 @@ import { sessions, users } from '../../../src/db/schema/index.js';
 import {
   addRoleToUser, deactivateUser, findUser, removeRoleFromUser, resetUserAccess,
 } from '../../../src/security/datastore.js';
-import { rolesRequired } from '../../../src/plugins/guards.js';
+import { rolesRequired } from '../../../src/routes/guards.js';
 import {
   bearer, buildTestAppWith, createTestDatabase, envelopeOf, login, makeUser, TestClock,
   type LoginResult, type TestApp, type TestDatabase,

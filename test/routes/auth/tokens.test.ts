@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHmac, createSign, generateKeyPairSync } from 'node:crypto';
 import type { LightMyRequestResponse } from 'fastify';
-import { keyId } from '../../../src/security/tokens.js';
+import { keyId } from '../../../src/security/keyring.js';
 import type { UserRecord } from '../../../src/security/datastore.js';
 import {
   bearer, buildTestApp, createTestDatabase, envelopeOf, login, makeUser, TestClock,

@@ -1,24 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import { buildTestApp, createTestDatabase, envelopeOf, type TestApp, type TestDatabase } from '../../support/helper.js';
-import { makeCast, PRINCIPALS, type Cast, type PrincipalName } from '../../support/principals.js';
+import { envelopeOf } from '../../support/helper.js';
+import { useCastFixture, PRINCIPALS, type Cast, type PrincipalName } from '../../support/principals.js';
 
 const name = (prefix: string) => `${prefix} ${randomBytes(3).toString('hex')}`;
 
 describe('counties and departments', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  let cast: Cast;
+  const { t, cast } = useCastFixture();
   let admin: Record<string, string>;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-    cast = await makeCast(t);
+  beforeAll(() => {
     admin = cast.as.admin.headers;
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
   });
 
   const req = (method: 'GET' | 'POST', url: string, payload?: object, headers = admin) =>

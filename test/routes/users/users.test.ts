@@ -1,26 +1,15 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
-import {
-  bearer, buildTestApp, createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, type TestApp, type TestDatabase,
-} from '../../support/helper.js';
-import { makeCast, type Cast } from '../../support/principals.js';
+import { bearer, envelopeOf, GOOD_PASSWORD, login, makeUser } from '../../support/helper.js';
+import { useCastFixture } from '../../support/principals.js';
 
 const unique = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')}@example.com`;
 
 describe('/users', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  let cast: Cast;
+  const { t, cast } = useCastFixture();
   let admin: Record<string, string>;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-    cast = await makeCast(t);
+  beforeAll(() => {
     admin = cast.as.admin.headers;
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
   });
 
   const get = (url: string, headers = admin) => t.app.inject({ method: 'GET', url, headers });

@@ -1,8 +1,9 @@
-// Authorization as route preHandler factories (Flask-Security's decorators). They run after the
-// scope's requireAuth hook: 401 is decided there, these only answer 403 (or 401 REAUTH_REQUIRED).
+// Authorization as route preHandler factories (Flask-Security's decorators). Not a plugin: route
+// modules import them. They run after the scope's `requireAuth` hook (the authentication plugin's
+// decorator, the only requireAuth): 401 is decided there, these only answer 403 (or 401 REAUTH_REQUIRED).
 import type { FastifyRequest, preHandlerAsyncHookHandler } from 'fastify';
 import { AppError, authRequired, forbidden } from '../errors.js';
-import type { RequestAuth } from './authentication.js';
+import type { RequestAuth } from '../plugins/authentication.js';
 
 function authOf(request: FastifyRequest): RequestAuth {
   if (!request.auth) throw authRequired();
@@ -14,9 +15,6 @@ const guard = (check: (auth: RequestAuth) => boolean): preHandlerAsyncHookHandle
     if (!check(authOf(request))) throw forbidden();
   };
 
-export const requireAuth: preHandlerAsyncHookHandler = async (request) => {
-  authOf(request);
-};
 /** every listed role */
 export const rolesRequired = (...roles: string[]) => guard((a) => roles.every((r) => a.user.roles.includes(r)));
 /** at least one listed role */

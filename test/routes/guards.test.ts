@@ -8,7 +8,7 @@ import { counties } from '../../src/db/schema/index.js';
 import type { UserRecord } from '../../src/security/datastore.js';
 import {
   countyRoleRequired, fresh, permissionsAccepted, permissionsRequired, rolesAccepted, rolesRequired,
-} from '../../src/plugins/guards.js';
+} from '../../src/routes/guards.js';
 import {
   bearer, buildTestAppWith, createTestDatabase, envelopeOf, login, makeUser, TestClock,
   type TestApp, type TestDatabase,
