@@ -10,11 +10,13 @@ import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
 import { ADMIN_SCHEMAS } from './schemas/admin.js';
 import errorsPlugin from './plugins/errors.js';
+import databasePlugin from './plugins/database.js';
 import securityHeaders from './plugins/security-headers.js';
 import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
 import outboxWorkerPlugin from './plugins/outbox-worker.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
+import idempotencyPlugin from './plugins/idempotency.js';
 import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/personal-tokens.js';
@@ -70,6 +72,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   for (const schema of [...SHARED_SCHEMAS, ...ADMIN_SCHEMAS]) app.addSchema(schema);
 
   await app.register(errorsPlugin);
+  await app.register(databasePlugin, { health: deps.db.health });
   // Graceful shutdown: close() lets in-flight requests finish; their responses then tell keep-alive
   // clients to go (Connection: close), so the server is closed as soon as they are answered instead
   // of waiting for idle sockets to time out.
@@ -89,8 +92,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       origin: [...config.CORS_ORIGINS],
       credentials: true,
       methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF-Token', 'X-Request-Id'],
-      exposedHeaders: ['X-Request-Id', 'Retry-After'],
+      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF-Token', 'X-Request-Id', 'Idempotency-Key'],
+      exposedHeaders: ['X-Request-Id', 'Retry-After', 'Idempotent-Replayed'],
       maxAge: 600,
     });
   }
@@ -100,6 +103,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // still carries the CORS headers an SPA needs to read it.
   await app.register(rateLimitPlugin);
   await app.register(outboxWorkerPlugin);
+  await app.register(idempotencyPlugin);
 
   await app.register(mainRoutes);
   await app.register(authRoutes);

@@ -6,7 +6,7 @@ export const ERROR_CODES = [
   'TOKEN_INVALID', 'TOKEN_EXPIRED', 'INVALID_CREDENTIALS', 'ACCOUNT_DISABLED', 'CONFIRMATION_REQUIRED',
   'ACCOUNT_LOCKED', 'RATE_LIMITED', 'FORBIDDEN', 'REAUTH_REQUIRED', 'CSRF_FAILED', 'EMAIL_TAKEN',
   'LINK_INVALID', 'LINK_EXPIRED', 'REFRESH_TOKEN_INVALID', 'TWO_FACTOR_INVALID', 'NOT_FOUND', 'CONFLICT',
-  'SERVICE_UNAVAILABLE', 'INTERNAL', 'METHOD_NOT_ALLOWED',
+  'SERVICE_UNAVAILABLE', 'INTERNAL', 'METHOD_NOT_ALLOWED', 'IDEMPOTENCY_KEY_REUSED',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -57,7 +57,7 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const pg = pgError(err);
   if (pg && (pg.code.startsWith('08') || pg.code === '57P01' || pg.code === '57P02' || pg.code === '57P03' || pg.code === '53300')) return true;
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
-    if (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE', 'ENOTFOUND'].includes(e.code)) return true;
+    if (typeof e.code === 'string' && ['DATABASE_UNAVAILABLE', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE', 'ENOTFOUND'].includes(e.code)) return true;
   }
   return false;
 }

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import postgres from 'postgres';
 import type { Config } from '../config.js';
-import { connect, type DbHandle } from './client.js';
+import { connect, type DbHandle, type DbTimeouts } from './client.js';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './embedded.js';
 
 export const EMBEDDED_DB_NAME = 'county_services';
@@ -23,9 +23,19 @@ export async function ensureDatabase(adminUrl: string, name: string): Promise<vo
   }
 }
 
+/** The pool's timeouts and breaker settings from the configuration. */
+export function dbTimeouts(config: Config): DbTimeouts {
+  return {
+    connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+    healthTimeoutMs: config.DB_HEALTH_TIMEOUT_MS,
+    healthIntervalMs: config.DB_HEALTH_INTERVAL_MS,
+  };
+}
+
 export async function openDatabase(config: Config, log: (msg: string) => void = () => undefined): Promise<OpenDatabase> {
   if (config.DATABASE_URL) {
-    const handle = connect(config.DATABASE_URL, { max: config.DB_POOL_MAX });
+    const handle = connect(config.DATABASE_URL, { max: config.DB_POOL_MAX, timeouts: dbTimeouts(config) });
     return { ...handle, url: config.DATABASE_URL };
   }
   const embedded = await startEmbeddedPostgres({ dataDir: path.join(config.DATA_DIR, 'postgres'), log });
@@ -36,7 +46,7 @@ export async function openDatabase(config: Config, log: (msg: string) => void = 
     throw err;
   }
   const url = embedded.url(EMBEDDED_DB_NAME);
-  const handle = connect(url, { max: config.DB_POOL_MAX });
+  const handle = connect(url, { max: config.DB_POOL_MAX, timeouts: dbTimeouts(config) });
   return {
     ...handle,
     url,
