@@ -42,7 +42,7 @@ export interface DbTimeouts {
 }
 
 /** Production defaults (config.ts has the same values under DB_*). */
-export const DEFAULT_DB_TIMEOUTS: DbTimeouts = { connectTimeoutMs: 2000, statementTimeoutMs: 5000, healthTimeoutMs: 800, healthIntervalMs: 250 };
+export const DEFAULT_DB_TIMEOUTS: DbTimeouts = { connectTimeoutMs: 2000, statementTimeoutMs: 5000, healthTimeoutMs: 600, healthIntervalMs: 250 };
 
 /** The error every query gets while the breaker is open (errors.ts maps it to 503). */
 export class DatabaseUnavailableError extends Error {

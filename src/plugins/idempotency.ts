@@ -60,13 +60,29 @@ async function idempotencyPlugin(app: FastifyInstance) {
     }
   };
 
+  // Claims whose release failed because the database was gone: released when it answers again,
+  // so the client's retry executes at once instead of waiting for the lease.
+  const unreleased = new Map<string, { scope: IdempotencyScope; claim: string }>();
+  const releaseLater = () => {
+    for (const [claimId, held] of unreleased) {
+      releaseIdempotent(ctx, held.scope, held.claim).then(() => unreleased.delete(claimId), () => undefined);
+    }
+  };
+  app.database.on('up', releaseLater);
+  app.addHook('onClose', async () => { app.database.off('up', releaseLater); });
+
   const store: onSendHookHandler = async function (request, reply, payload) {
     const held = request.idempotency;
     if (!held) return payload;
     request.idempotency = null;
     try {
       if (reply.statusCode >= 500 || reply.statusCode === 429) {
-        await releaseIdempotent(ctx, held.scope, held.claim);
+        try {
+          await releaseIdempotent(ctx, held.scope, held.claim);
+        } catch (err) {
+          if (unreleased.size < 10_000) unreleased.set(held.claim, held);
+          throw err;
+        }
       } else {
         const body = typeof payload === 'string' && payload ? JSON.parse(payload) as unknown : null;
         await completeIdempotent(ctx, held.scope, held.claim, reply.statusCode, body);
@@ -102,4 +118,4 @@ async function idempotencyPlugin(app: FastifyInstance) {
   app.addHook('onClose', async () => clearInterval(purge));
 }
 
-export default fp(idempotencyPlugin, { name: 'idempotency', dependencies: ['authentication'] });
+export default fp(idempotencyPlugin, { name: 'idempotency', dependencies: ['authentication', 'database'] });
