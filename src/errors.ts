@@ -61,3 +61,18 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * "message (code)" of the innermost driver error: what PostgreSQL or the socket said. Never the
+ * text of drizzle's wrapper ("Failed query: <SQL> params: …"), which carries the SQL and its values.
+ */
+export function describeDatabaseError(err: unknown): string {
+  let best: { message?: unknown; code?: unknown } | undefined;
+  for (let e = err as { message?: unknown; code?: unknown; cause?: unknown } | undefined, i = 0; e && typeof e === 'object' && i < 6; e = e.cause as typeof e, i++) {
+    if ('severity' in e || typeof e.code === 'string') best = e;
+    if ('severity' in e) break;
+  }
+  const e = best ?? (err as { message?: unknown; code?: unknown } | undefined);
+  const message = typeof e?.message === 'string' && !e.message.startsWith('Failed query:') ? e.message : 'database error';
+  return (typeof e?.code === 'string' ? `${message} (${e.code})` : message).replace(/\s+/g, ' ').slice(0, 300);
+}

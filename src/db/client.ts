@@ -327,10 +327,10 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
     connection.idle_in_transaction_session_timeout = String(2 * t.statementTimeoutMs);
   }
   type Pool = { sql: Sql; sockets: Set<net.Socket> };
-  let first: Sql | undefined;
+  const original: { sql?: Sql } = {};
   const makePool = (): Pool => {
     const sockets = new Set<net.Socket>();
-    let options: object | undefined;
+    const own: { options?: object } = {};
     const sql = postgres(url, {
       max: opts.max ?? 10,
       onnotice: () => undefined,
@@ -338,9 +338,10 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
       idle_timeout: 60,
       backoff: breaker.backoff,
       connection,
-      socket: breaker.poolSocket(() => options, sockets),
+      socket: breaker.poolSocket(() => own.options, sockets),
     } as postgres.Options<Record<string, never>>);
-    options = sql.options;
+    own.options = sql.options;
+    const first = original.sql;
     if (first) {
       // drizzle configured the first instance's (de)serialisers; every successor needs the same
       Object.assign(sql.options.parsers, first.options.parsers);
@@ -349,7 +350,7 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
     return { sql, sockets };
   };
   let pool = makePool();
-  first = pool.sql;
+  original.sql = pool.sql;
   const retired = new Set<Sql>();
   const retire = () => {
     const old = pool;

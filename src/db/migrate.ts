@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Database, DbHandle } from './client.js';
 import * as schema from './schema/index.js';
+import { describeDatabaseError } from '../errors.js';
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
 
@@ -16,18 +17,6 @@ export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.met
 export const STARTUP_LOCK = 7263000;
 /** How long an instance waits for another one's start-up before giving up, seconds. */
 const STARTUP_LOCK_WAIT = 120;
-
-/** "message (code)" of the innermost driver error: what PostgreSQL or the socket said. */
-export function describeDatabaseError(err: unknown): string {
-  let best: { message?: unknown; code?: unknown } | undefined;
-  for (let e = err as { message?: unknown; code?: unknown; cause?: unknown; severity?: unknown } | undefined, i = 0; e && i < 6; e = e.cause as typeof e, i++) {
-    if ('severity' in e || typeof e.code === 'string') best = e;
-    if ('severity' in e) break;
-  }
-  const e = best ?? (err as { message?: unknown; code?: unknown });
-  const message = typeof e?.message === 'string' && !e.message.startsWith('Failed query:') ? e.message : 'unknown error';
-  return typeof e?.code === 'string' ? `${message} (${e.code})` : message;
-}
 
 function wrap(what: string, err: unknown): Error {
   return new Error(`${what} failed: ${describeDatabaseError(err)}`, { cause: err });

@@ -76,12 +76,11 @@ describe('concurrent start on an empty database', () => {
       for (const out of outputs) expect(out).not.toMatch(/start-up failed|23505|unhandled/i);
       const check = postgres(db.url, { max: 1, onnotice: () => undefined });
       try {
-        const [{ roles, admins, migrations }] = await check`select (select count(*)::int from roles) as roles,
+        const [counts] = await check<{ roles: number; admins: number; migrations: number }[]>`select (select count(*)::int from roles) as roles,
           (select count(*)::int from users where email = 'admin@test.com') as admins,
           (select count(*)::int from drizzle.__drizzle_migrations) as migrations`;
-        expect(roles).toBe(3);
-        expect(admins).toBe(1);
-        expect(migrations).toBeGreaterThan(5);
+        expect(counts).toMatchObject({ roles: 3, admins: 1 });
+        expect(counts!.migrations).toBeGreaterThan(5);
       } finally {
         await check.end();
       }
