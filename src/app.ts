@@ -46,8 +46,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       ...(deps.logger ? { stream: deps.logger } : {}),
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrf-token"]', 'res.headers["set-cookie"]',
+          // secrets by their key; a bare `code` is a one-time code only inside a request body
+          // (elsewhere it is an error code the logs must show: 23505, ECONNREFUSED)
           '*.password', '*.new_password', '*.refresh_token', '*.access_token', '*.token', '*.csrf_token',
-          '*.tf_token', '*.tf_setup_token', '*.code', '*.secret', '*.recovery_codes'],
+          '*.tf_token', '*.tf_setup_token', '*.secret', '*.recovery_codes', '*.passcode', '*.login_code',
+          '*.tf_totp_secret', 'body.code', '*.body.code', 'req.headers["idempotency-key"]'],
         censor: '[redacted]',
       },
       serializers: {
