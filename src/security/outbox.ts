@@ -250,6 +250,8 @@ export async function purgeOutbox(ctx: SecurityContext): Promise<number> {
 export interface OutboxWorker {
   /** run a pass soon (after a commit that queued mail) */
   wake(): void;
+  /** LISTEN again (the pool was replaced after a database outage) and run a pass */
+  relisten(): void;
   /** stop: finish the message being sent, release the rest of the batch, stop listening */
   stop(): Promise<void>;
 }
@@ -303,12 +305,13 @@ export function startOutboxWorker(ctx: SecurityContext, transport: MailTransport
     });
   }
 
-  ctx.sql.listen(OUTBOX_CHANNEL, () => wake())
+  const listen = () => ctx.sql.listen(OUTBOX_CHANNEL, () => wake())
     .then((l) => {
       if (stopped) void l.unlisten().catch(() => undefined);
       else listener = l;
     })
     .catch((err) => log.warn(`outbox: LISTEN failed (${describeError(err)}); polling every ${ctx.config.OUTBOX_POLL_INTERVAL} s`));
+  void listen();
 
   function wake() {
     if (stopped) return;
@@ -321,6 +324,14 @@ export function startOutboxWorker(ctx: SecurityContext, transport: MailTransport
 
   return {
     wake,
+    relisten() {
+      if (stopped) return;
+      const old = listener;
+      listener = undefined;
+      void old?.unlisten().catch(() => undefined);
+      void listen();
+      wake();
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
