@@ -120,6 +120,8 @@ function connectSocket(o: SocketOptions, timeoutMs: number): Promise<net.Socket 
 class Breaker extends EventEmitter implements DbHealth {
   up = true;
   private readonly waiting = new Map<net.Socket, number>();
+  private readonly fresh = new Map<net.Socket, number>();
+  private staleCheck: Promise<void> | null = null;
   private lastReadAt = 0;
   private probing: Promise<boolean> | null = null;
   private lastProbeAt = 0;
@@ -136,8 +138,15 @@ class Breaker extends EventEmitter implements DbHealth {
     super();
     // Requests waiting longer than half the health timeout: look at the database.
     this.watchdog = setInterval(() => {
-      if (!this.up || (!this.requestStarts.size && !this.waiting.size)) return;
+      if (!this.up) return;
       const now = Date.now();
+      for (const since of this.fresh.values()) {
+        if (now - since > this.t.healthTimeoutMs) {
+          this.checkStale();
+          break;
+        }
+      }
+      if (!this.requestStarts.size && !this.waiting.size) return;
       for (const started of [...this.requestStarts.values(), ...this.waiting.values()]) {
         if (now - started > this.t.healthTimeoutMs / 2) {
           this.suspect('a request or query has been waiting on the database');
@@ -179,7 +188,21 @@ class Breaker extends EventEmitter implements DbHealth {
 
   private track(socket: net.Socket, set: Set<net.Socket>, pool: boolean) {
     set.add(socket);
+    // The peer closed the connection (FIN: a restart, a proxy going away). Left alone, the socket
+    // closes "without error" and postgres.js then fails the queries in flight after it has dropped
+    // the socket: a transaction's ROLLBACK that follows is written to a null socket and the process
+    // dies (TypeError in nextWrite). As an error, the queries fail while the socket still exists.
+    socket.on('end', () => socket.destroy(Object.assign(new Error('the database closed the connection'), { code: 'CONNECTION_CLOSED' })));
     if (pool) {
+      // A connection that never hears back from a database that answers the probe is broken on
+      // our side: postgres.js, when a socket closes while it still has a write queued, keeps that
+      // write and a stale timer, and the connection never sends a startup message again (every
+      // later use is a CONNECT_TIMEOUT). The pool is then replaced (event 'stale').
+      this.fresh.set(socket, Date.now());
+      socket.on('data', () => { this.fresh.delete(socket); });
+      socket.on('close', () => {
+        if (this.fresh.delete(socket)) this.checkStale();
+      });
       // waiting: bytes went out and nothing came back yet (plain TCP; a TLS socket writes below
       // this layer, and the request watchdog covers it)
       const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
@@ -202,6 +225,17 @@ class Breaker extends EventEmitter implements DbHealth {
     if (this.closed || !this.up || this.probing) return;
     if (Date.now() - this.lastProbeAt < this.t.healthTimeoutMs / 2) return;
     void this.probe(reason);
+  }
+
+  /** A connection got no answer: if the database answers the probe, the pool is at fault. */
+  private checkStale() {
+    if (this.closed || !this.up || this.staleCheck) return;
+    this.staleCheck = this.check().then((up) => {
+      if (up && this.up) {
+        this.fresh.clear();
+        this.emit('stale');
+      }
+    }).finally(() => { this.staleCheck = null; });
   }
 
   check(): Promise<boolean> {
@@ -257,7 +291,7 @@ class Breaker extends EventEmitter implements DbHealth {
         return true;
       }
       // the probe's connection may be the silent one: the next probe opens a fresh one
-      for (const s of this.probeSockets) s.destroy();
+      for (const s of this.probeSockets) s.destroy(new DatabaseUnavailableError());
       if (outcome === 'timeout' && this.up && this.lastReadAt >= started) return true; // busy, not gone
       this.markDown(`${reason}; probe ${outcome === 'timeout' ? `timed out after ${this.t.healthTimeoutMs} ms` : `failed (${codeOf(outcome)})`}`);
       return false;
@@ -271,6 +305,7 @@ class Breaker extends EventEmitter implements DbHealth {
     if (this.up) {
       this.up = false;
       this.waiting.clear();
+      this.fresh.clear();
       // connect() retires the pool on 'down': everything in flight fails now
       this.emit('down', { state: 'down', at: Date.now(), reason } satisfies DbHealthEvent);
     }
@@ -331,7 +366,11 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
   const makePool = (): Pool => {
     const sockets = new Set<net.Socket>();
     const own: { options?: object } = {};
+    // A successor reuses the array types the first pool fetched: fetching them again runs outside
+    // any request, right when the database comes back, and a failure there would be unhandled.
+    const known = original.sql ? (original.sql.options as unknown as { shared: { typeArrayMap: Record<string, number> } }).shared.typeArrayMap : {};
     const sql = postgres(url, {
+      fetch_types: Object.keys(known).length === 0,
       max: opts.max ?? 10,
       onnotice: () => undefined,
       connect_timeout: t.connectTimeoutMs / 1000,
@@ -346,6 +385,7 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
       // drizzle configured the first instance's (de)serialisers; every successor needs the same
       Object.assign(sql.options.parsers, first.options.parsers);
       Object.assign(sql.options.serializers, first.options.serializers);
+      Object.assign((sql.options as unknown as { shared: { typeArrayMap: object } }).shared.typeArrayMap, known);
     }
     return { sql, sockets };
   };
@@ -359,10 +399,11 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
     void old.sql.end({ timeout: 0 }).catch(() => undefined).finally(() => {
       retired.delete(old.sql);
       // the peer may be silent: do not wait for a FIN it will never answer
-      for (const s of old.sockets) s.destroy();
+      for (const s of old.sockets) s.destroy(new DatabaseUnavailableError());
     });
   };
   breaker.on('down', retire);
+  breaker.on('stale', retire);
 
   const forward = new Proxy(function pool() {} as unknown as Sql, {
     apply: (_target, _this, args: unknown[]) => (pool.sql as unknown as (...a: unknown[]) => unknown)(...args),
@@ -376,6 +417,7 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
     url, sql: forward, db, health: breaker,
     close: async () => {
       breaker.off('down', retire);
+      breaker.off('stale', retire);
       await breaker.close();
       await Promise.all([pool.sql.end({ timeout: 5 }), ...[...retired].map((r) => r.end({ timeout: 0 }))]);
     },

@@ -9,7 +9,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { buildTestApp, createTestDatabase, GOOD_PASSWORD, listen, login, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 import { TcpProxy } from '../support/tcp-proxy.js';
-import { DEFAULT_DB_TIMEOUTS } from '../../src/db/client.js';
+import { securityContext } from '../../src/security/context.js';
+import { connect, DEFAULT_DB_TIMEOUTS, type DbHandle } from '../../src/db/client.js';
 
 interface Sample { kind: string; start: number; ms: number; status: number; code?: string; retryAfter?: string | null; email?: string; key?: string }
 
@@ -26,9 +27,11 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
   let base: string;
   let token: string;
   let email: string;
+  let direct: DbHandle; // the test's own view of the database, not through the proxy
 
   beforeAll(async () => {
     database = await createTestDatabase();
+    direct = connect(database.url, { max: 2 });
     const u = new URL(database.url);
     proxy = await new TcpProxy(u.hostname, Number(u.port)).start();
     t = await buildTestApp({ ...database, url: proxy.url(database.url) });
@@ -37,6 +40,7 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
     token = (await login(t.app, email)).access_token;
   });
   afterAll(async () => {
+    await direct.close();
     await t.close();
     await proxy.stop();
     await database.drop();
@@ -157,7 +161,7 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
       else expect(retry.status, `retry of ${s.status}`).toBe(201);
     }
     const emails = regs.map((s) => s.email!);
-    const rows = await t.db.db.execute<{ email: string; roles: number; n: number }>(sql`
+    const rows = await direct.db.execute<{ email: string; roles: number; n: number }>(sql`
       select lower(u.email) as email, count(ru.role_id)::int as roles, count(distinct u.id)::int as n
       from users u left join roles_users ru on ru.user_id = u.id
       where lower(u.email) = any(${sql.raw(`array[${emails.map((e) => `'${e}'`).join(',') || "''"}]`)})
@@ -179,6 +183,52 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
     await noPartialWrites(r.samples);
   }, 120_000);
 
+  it('a password change cut at 8 different moments: new password, revoked sessions and notice mail commit together or not at all', async () => {
+    const outcomes: string[] = [];
+    for (let trial = 0; trial < 8; trial++) {
+      const user = await makeUser(securityContext(t.config, { db: direct }));
+      const s1 = await login(t.app, user.email);
+      await login(t.app, user.email); // a second session, which a committed change revokes
+      const [before] = await direct.db.execute<{ uq: string }>(sql`select fs_uniquifier as uq from users where id = ${user.id}`);
+      const next = `Other-Quiet-Harbor-${trial}-Lantern`;
+      proxy.delayMs = 10;
+      const answer = fetch(`${base}/change-password`, json({ password: GOOD_PASSWORD, new_password: next }, { authorization: `Bearer ${s1.access_token}` }))
+        .then((r) => r.status, () => 0);
+      await sleep(trial * 35);
+      await proxy.cut();
+      const status = await answer;
+      proxy.delayMs = 0;
+      await proxy.restore();
+      let up = false;
+      for (let i = 0; i < 200 && !up; i++) {
+        up = (await call('ready', '/ready')).status === 200;
+        if (!up) await sleep(25);
+      }
+      expect(up, 'ready again').toBe(true);
+      const [after] = await direct.db.execute<{ uq: string; password: string; live: number; notices: number }>(sql`
+        select u.fs_uniquifier as uq, u.password,
+          (select count(*)::int from sessions s where s.user_id = u.id and s.revoked_at is null) as live,
+          (select count(*)::int from outbox o where o.user_id = u.id and o.template = 'password_changed') as notices
+        from users u where u.id = ${user.id}`);
+      const changed = (await t.ctx.passwords.verify(next, after!.password)).ok;
+      const unchanged = (await t.ctx.passwords.verify(GOOD_PASSWORD, after!.password)).ok;
+      expect(changed !== unchanged, 'exactly one password works').toBe(true);
+      if (changed) {
+        expect(after!.uq).not.toBe(before!.uq);
+        expect(after!.live, 'only the new session of this client').toBe(1);
+        expect(after!.notices).toBe(1);
+      } else {
+        expect(after!.uq).toBe(before!.uq);
+        expect(after!.live).toBe(2);
+        expect(after!.notices).toBe(0);
+      }
+      if (status === 200) expect(changed, 'a 200 was committed').toBe(true);
+      expect([200, 503], `trial ${trial}`).toContain(status);
+      outcomes.push(`${status}:${changed ? 'changed' : 'unchanged'}`);
+    }
+    console.log(`[outage] password change cut at 0..245 ms: ${outcomes.join(' ')}`);
+  }, 90_000);
+
   it('a registration whose answer the client never saw (it gave up) is completed by its retry with the same key: the original 201', async () => {
     const e = `slow-${randomBytes(4).toString('hex')}@example.com`;
     const key = randomUUID();
@@ -199,7 +249,7 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
       const body = await retry.json() as { user: { id: number; email: string }; access_token?: string };
       expect(body.user.email).toBe(e);
       expect(body.access_token).toBeUndefined();
-      const [row] = await t.db.db.execute<{ id: number }>(sql`select id from users where lower(email) = lower(${e})`);
+      const [row] = await direct.db.execute<{ id: number }>(sql`select id from users where lower(email) = lower(${e})`);
       expect(body.user.id).toBe(row!.id);
     } finally {
       proxy.delayMs = 0;
