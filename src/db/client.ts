@@ -141,7 +141,8 @@ class Breaker extends EventEmitter implements DbHealth {
       if (!this.up) return;
       const now = Date.now();
       for (const since of this.fresh.values()) {
-        if (now - since > this.t.healthTimeoutMs) {
+        // well past a healthy startup, before the connect timeout fails the request
+        if (now - since > Math.max(this.t.healthTimeoutMs, 0.75 * this.t.connectTimeoutMs)) {
           this.checkStale();
           break;
         }
