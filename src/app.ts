@@ -11,11 +11,13 @@ import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
 import { ADMIN_SCHEMAS } from './schemas/admin.js';
 import errorsPlugin from './plugins/errors.js';
+import databasePlugin from './plugins/database.js';
 import securityHeaders from './plugins/security-headers.js';
 import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
 import outboxWorkerPlugin from './plugins/outbox-worker.js';
 import rateLimitPlugin from './plugins/rate-limit.js';
+import idempotencyPlugin from './plugins/idempotency.js';
 import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/personal-tokens.js';
@@ -60,8 +62,11 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       ...(logs.stream ? { stream: logs.stream } : {}),
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrf-token"]', 'res.headers["set-cookie"]',
+          // secrets by their key; a bare `code` is a one-time code only inside a request body
+          // (elsewhere it is an error code the logs must show: 23505, ECONNREFUSED)
           '*.password', '*.new_password', '*.refresh_token', '*.access_token', '*.token', '*.csrf_token',
-          '*.tf_token', '*.tf_setup_token', '*.code', '*.secret', '*.recovery_codes'],
+          '*.tf_token', '*.tf_setup_token', '*.secret', '*.recovery_codes', '*.passcode', '*.login_code',
+          '*.tf_totp_secret', 'body.code', '*.body.code', 'req.headers["idempotency-key"]'],
         censor: '[redacted]',
       },
       serializers: {
@@ -87,6 +92,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   for (const schema of [...SHARED_SCHEMAS, ...ADMIN_SCHEMAS]) app.addSchema(schema);
 
   await app.register(errorsPlugin);
+  await app.register(databasePlugin, { health: deps.db.health });
   // Graceful shutdown: close() lets in-flight requests finish; their responses then tell keep-alive
   // clients to go (Connection: close), so the server is closed as soon as they are answered instead
   // of waiting for idle sockets to time out.
@@ -106,8 +112,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       origin: [...config.CORS_ORIGINS],
       credentials: true,
       methods: ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF-Token', 'X-Request-Id'],
-      exposedHeaders: ['X-Request-Id', 'Retry-After'],
+      allowedHeaders: ['Content-Type', 'Authorization', 'X-CSRF-Token', 'X-Request-Id', 'Idempotency-Key'],
+      exposedHeaders: ['X-Request-Id', 'Retry-After', 'Idempotent-Replayed'],
       maxAge: 600,
     });
   }
@@ -117,6 +123,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   // still carries the CORS headers an SPA needs to read it.
   await app.register(rateLimitPlugin);
   await app.register(outboxWorkerPlugin);
+  await app.register(idempotencyPlugin);
 
   await app.register(mainRoutes);
   await app.register(authRoutes);

@@ -106,6 +106,12 @@ export const EnvSchema = Type.Object({
   // ---- ops (issue 17): log format ----
   /** pretty: one readable line per request (pino-pretty, development default); json: JSON lines */
   LOG_FORMAT: Type.Union([Type.Literal('json'), Type.Literal('pretty')]),
+  // outage (issue 20): database timeouts and circuit breaker (ms), Idempotency-Key memory
+  DB_CONNECT_TIMEOUT_MS: Int(100, 60_000),
+  DB_STATEMENT_TIMEOUT_MS: Int(0, 3_600_000),
+  DB_HEALTH_TIMEOUT_MS: Int(100, 60_000),
+  DB_HEALTH_INTERVAL_MS: Int(50, 60_000),
+  IDEMPOTENCY_KEY_TTL: Duration,
 }, { additionalProperties: false });
 
 type Env = Static<typeof EnvSchema>;
@@ -172,7 +178,7 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   OUTBOX_POLL_INTERVAL: '5s',
   OUTBOX_MAX_ATTEMPTS: 20,
   OUTBOX_RETRY_BACKOFF: '30s',
-  OUTBOX_LEASE: '5m',
+  OUTBOX_LEASE: '20s',
   OUTBOX_RETENTION: '30d',
   CORS_ORIGINS: '',
   TRUST_PROXY: '',
@@ -192,6 +198,13 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   RATE_LIMIT_GLOBAL: '1000/1m',
   // ---- ops (issue 17) ----
   LOG_FORMAT: 'json',
+
+  // outage (issue 20)
+  DB_CONNECT_TIMEOUT_MS: 2000,
+  DB_STATEMENT_TIMEOUT_MS: 5000,
+  DB_HEALTH_TIMEOUT_MS: 600,
+  DB_HEALTH_INTERVAL_MS: 250,
+  IDEMPOTENCY_KEY_TTL: '24h',
 };
 
 const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
@@ -227,7 +240,7 @@ const DURATION_KEYS = [
   'SECURITY_CONFIRM_EMAIL_WITHIN', 'PERMANENT_SESSION_LIFETIME', 'SECURITY_LOCKOUT_WINDOW',
   'SECURITY_LOCKOUT_DURATION', 'AUTH_CACHE_TTL', 'SECURITY_CHANGE_EMAIL_WITHIN', 'OUTBOX_POLL_INTERVAL',
   'OUTBOX_RETRY_BACKOFF', 'OUTBOX_LEASE', 'OUTBOX_RETENTION', 'SECURITY_LOCKOUT_MAX_DURATION',
-  'SECURITY_TWO_FACTOR_TOKEN_WITHIN',
+  'SECURITY_TWO_FACTOR_TOKEN_WITHIN', 'IDEMPOTENCY_KEY_TTL',
 ] as const;
 const RATE_KEYS = ['RATE_LIMIT_AUTH', 'RATE_LIMIT_REFRESH', 'RATE_LIMIT_TOTP', 'RATE_LIMIT_GLOBAL'] as const;
 const LIST_KEYS = ['SECRET_KEY_FALLBACKS', 'SECURITY_PASSWORD_SALT_FALLBACKS', 'SECURITY_TWO_FACTOR_REQUIRED_ROLES', 'CORS_ORIGINS'] as const;
@@ -333,9 +346,10 @@ export function loadConfig(env: Record<string, string | undefined> = readEnviron
     if (e[key] && !e[key].includes('{token}')) throw new ConfigError(`${key}: must contain the {token} placeholder`);
   }
   if (!/^https?:\/\/[^\s/?#]+/.test(e.SECURITY_LINK_BASE_URL)) throw new ConfigError('SECURITY_LINK_BASE_URL: must be an http(s) URL');
-  if (parseDuration(e.OUTBOX_POLL_INTERVAL) < 1 || parseDuration(e.OUTBOX_LEASE) < 10) {
-    throw new ConfigError('OUTBOX_POLL_INTERVAL / OUTBOX_LEASE: at least 1 s / 10 s');
+  if (parseDuration(e.OUTBOX_POLL_INTERVAL) < 1 || parseDuration(e.OUTBOX_LEASE) < 3) {
+    throw new ConfigError('OUTBOX_POLL_INTERVAL / OUTBOX_LEASE: at least 1 s / 3 s');
   }
+  if (parseDuration(e.IDEMPOTENCY_KEY_TTL) < 60) throw new ConfigError('IDEMPOTENCY_KEY_TTL: at least 60 s');
   if (parseDuration(e.SECURITY_LOCKOUT_MAX_DURATION) < parseDuration(e.SECURITY_LOCKOUT_DURATION)) {
     throw new ConfigError('SECURITY_LOCKOUT_MAX_DURATION: must be at least SECURITY_LOCKOUT_DURATION');
   }

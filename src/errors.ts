@@ -6,7 +6,7 @@ export const ERROR_CODES = [
   'TOKEN_INVALID', 'TOKEN_EXPIRED', 'INVALID_CREDENTIALS', 'ACCOUNT_DISABLED', 'CONFIRMATION_REQUIRED',
   'ACCOUNT_LOCKED', 'RATE_LIMITED', 'FORBIDDEN', 'REAUTH_REQUIRED', 'CSRF_FAILED', 'EMAIL_TAKEN',
   'LINK_INVALID', 'LINK_EXPIRED', 'REFRESH_TOKEN_INVALID', 'TWO_FACTOR_INVALID', 'NOT_FOUND', 'CONFLICT',
-  'SERVICE_UNAVAILABLE', 'INTERNAL', 'METHOD_NOT_ALLOWED',
+  'SERVICE_UNAVAILABLE', 'INTERNAL', 'METHOD_NOT_ALLOWED', 'IDEMPOTENCY_KEY_REUSED',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -63,7 +63,22 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   const pg = pgError(err);
   if (pg && (pg.code.startsWith('08') || pg.code === '57P01' || pg.code === '57P02' || pg.code === '57P03' || pg.code === '53300')) return true;
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 4; e = e.cause as typeof e, i++) {
-    if (typeof e.code === 'string' && ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE', 'ENOTFOUND'].includes(e.code)) return true;
+    if (typeof e.code === 'string' && ['DATABASE_UNAVAILABLE', 'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'CONNECT_TIMEOUT', 'CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'EPIPE', 'ENOTFOUND'].includes(e.code)) return true;
   }
   return false;
+}
+
+/**
+ * "message (code)" of the innermost driver error: what PostgreSQL or the socket said. Never the
+ * text of drizzle's wrapper ("Failed query: <SQL> params: …"), which carries the SQL and its values.
+ */
+export function describeDatabaseError(err: unknown): string {
+  let best: { message?: unknown; code?: unknown } | undefined;
+  for (let e = err as { message?: unknown; code?: unknown; cause?: unknown } | undefined, i = 0; e && typeof e === 'object' && i < 6; e = e.cause as typeof e, i++) {
+    if ('severity' in e || typeof e.code === 'string') best = e;
+    if ('severity' in e) break;
+  }
+  const e = best ?? (err as { message?: unknown; code?: unknown } | undefined);
+  const message = typeof e?.message === 'string' && !e.message.startsWith('Failed query:') ? e.message : 'database error';
+  return (typeof e?.code === 'string' ? `${message} (${e.code})` : message).replace(/\s+/g, ' ').slice(0, 300);
 }

@@ -1,3 +1,28 @@
+// The connection pool (postgres.js + drizzle) and its circuit breaker.
+//
+// postgres.js on its own does not fail fast when the database goes away: a query waits for a
+// connection, a connection waits for its reconnect backoff (shared by the pool, growing to 20 s),
+// and a connection whose peer went silent (a black-holed network path) waits forever. So every
+// connection of the pool is opened through our own socket factory, which lets this module
+//
+//   - fail a new connection at once while the database is known to be unreachable (the breaker is
+//     open), so a request that needs the database gets its 503 in milliseconds, not after a backoff;
+//   - keep the reconnect backoff small and bounded (none while open: nothing goes on the network);
+//   - see every socket of the pool: bytes received prove the database alive; a connection error is
+//     a reason to look; tripping the breaker destroys them all, so queries stuck on a silent
+//     connection (and their transactions, which PostgreSQL then rolls back) fail at once;
+//   - bound the TCP connect and the startup handshake (DB_CONNECT_TIMEOUT_MS) and every statement
+//     on the server (statement_timeout, idle_in_transaction_session_timeout).
+//
+// The breaker's authority is a probe: `select 1` on a dedicated connection, answered within
+// DB_HEALTH_TIMEOUT_MS. A probe runs when something looks wrong (a connection error, a request or
+// query waiting longer than half the health timeout, /ready) and, while the breaker is open, every
+// DB_HEALTH_INTERVAL_MS until the database answers again. A probe that fails trips the breaker; a
+// probe that times out trips it only when no connection received a byte meanwhile (a busy database
+// is slow, not gone).
+import net from 'node:net';
+import { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
 import postgres from 'postgres';
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import * as schema from './schema/index.js';
@@ -5,22 +30,397 @@ import * as schema from './schema/index.js';
 export type Database = PostgresJsDatabase<typeof schema>;
 export type Sql = postgres.Sql;
 
+export interface DbTimeouts {
+  /** TCP connect plus the startup handshake, ms */
+  connectTimeoutMs: number;
+  /** server-side statement_timeout (and 2× as idle_in_transaction_session_timeout), ms; 0 = none */
+  statementTimeoutMs: number;
+  /** a probe must answer within this, ms; a request or query waiting half of it starts a probe */
+  healthTimeoutMs: number;
+  /** probe period while the breaker is open, ms */
+  healthIntervalMs: number;
+}
+
+/** Production defaults (config.ts has the same values under DB_*). */
+export const DEFAULT_DB_TIMEOUTS: DbTimeouts = { connectTimeoutMs: 2000, statementTimeoutMs: 5000, healthTimeoutMs: 600, healthIntervalMs: 250 };
+
+/** The error every query gets while the breaker is open (errors.ts maps it to 503). */
+export class DatabaseUnavailableError extends Error {
+  readonly code = 'DATABASE_UNAVAILABLE';
+  constructor(message = 'the database is unreachable') {
+    super(message);
+    this.name = 'DatabaseUnavailableError';
+  }
+}
+
+export interface DbHealthEvent { state: 'up' | 'down'; at: number; reason: string }
+
+/**
+ * The breaker of one pool. `up` is what requests rely on; `down` answers them at once. Events:
+ * 'down' and 'up' with a DbHealthEvent.
+ */
+export interface DbHealth extends EventEmitter {
+  readonly up: boolean;
+  /** seconds a client should wait before retrying (Retry-After of a 503) */
+  readonly retryAfterSeconds: number;
+  /** something looks wrong: probe soon (at most one probe at a time) */
+  suspect(reason: string): void;
+  /** runs a probe now (or joins the one running); true when the database answered */
+  check(): Promise<boolean>;
+  /** resolves when up, or false after `ms` */
+  waitUp(ms: number): Promise<boolean>;
+  /** requests in flight and when they started (the HTTP layer reports them) */
+  requestStarted(): () => void;
+}
+
+type SocketOptions = { host: string[]; port: number[]; path?: string | false };
+
+/**
+ * A socket that is already dead: postgres.js sees `err` as with a refused connect. It dies once
+ * postgres.js has flushed its startup message into it: dying with that message still buffered
+ * would leave postgres.js's write state behind, and the connection's next (real) socket would never
+ * send its startup message.
+ */
+class DeadSocket extends Duplex {
+  private readonly fallback: NodeJS.Timeout;
+  constructor(private readonly err: Error) {
+    super();
+    this.fallback = setTimeout(() => this.destroy(err), 50);
+  }
+  override _read() {}
+  override _write(_chunk: unknown, _enc: unknown, cb: () => void) {
+    cb();
+    clearTimeout(this.fallback);
+    setImmediate(() => this.destroy(this.err));
+  }
+  setKeepAlive() { return this; }
+  setNoDelay() { return this; }
+  get readyState() { return 'closed'; }
+}
+
+function connectSocket(o: SocketOptions, timeoutMs: number): Promise<net.Socket | DeadSocket> {
+  return new Promise((resolve) => {
+    const socket = o.path ? net.connect(o.path) : net.connect({ host: o.host[0] ?? 'localhost', port: o.port[0] ?? 5432 });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(new DeadSocket(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' })));
+    }, timeoutMs);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      resolve(socket);
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      resolve(new DeadSocket(err));
+    });
+  });
+}
+
+class Breaker extends EventEmitter implements DbHealth {
+  up = true;
+  private readonly waiting = new Map<net.Socket, number>();
+  private readonly fresh = new Map<net.Socket, number>();
+  private staleCheck: Promise<void> | null = null;
+  private lastReadAt = 0;
+  private probing: Promise<boolean> | null = null;
+  private lastProbeAt = 0;
+  private recovery: NodeJS.Timeout | undefined;
+  private readonly watchdog: NodeJS.Timeout;
+  private readonly requests = new Set<number>();
+  private requestSeq = 0;
+  private readonly requestStarts = new Map<number, number>();
+  private probeSql: Sql | undefined;
+  private readonly probeSockets = new Set<net.Socket>();
+  private closed = false;
+
+  constructor(private readonly url: string, private readonly t: DbTimeouts) {
+    super();
+    // Requests waiting longer than half the health timeout: look at the database.
+    this.watchdog = setInterval(() => {
+      if (!this.up) return;
+      const now = Date.now();
+      for (const since of this.fresh.values()) {
+        // well past a healthy startup, before the connect timeout fails the request
+        if (now - since > Math.max(this.t.healthTimeoutMs, 0.75 * this.t.connectTimeoutMs)) {
+          this.checkStale();
+          break;
+        }
+      }
+      if (!this.requestStarts.size && !this.waiting.size) return;
+      for (const started of [...this.requestStarts.values(), ...this.waiting.values()]) {
+        if (now - started > this.t.healthTimeoutMs / 2) {
+          this.suspect('a request or query has been waiting on the database');
+          break;
+        }
+      }
+    }, 100);
+    this.watchdog.unref();
+  }
+
+  get retryAfterSeconds() {
+    return Math.max(1, Math.ceil((this.t.healthIntervalMs + this.t.healthTimeoutMs) / 1000));
+  }
+
+  requestStarted(): () => void {
+    const id = ++this.requestSeq;
+    this.requests.add(id);
+    this.requestStarts.set(id, Date.now());
+    return () => {
+      this.requests.delete(id);
+      this.requestStarts.delete(id);
+    };
+  }
+
+  /** The socket factory of a pool (and of postgres.js's LISTEN connection, which shares the options). */
+  poolSocket(poolOptions: () => object | undefined, sockets: Set<net.Socket>) {
+    return async (o: SocketOptions): Promise<net.Socket | DeadSocket> => {
+      if (!this.up) {
+        // The pool fails at once: a request is waiting. Any other client of these options (the
+        // LISTEN connection) waits for the recovery instead of spinning through reconnects.
+        if (o === poolOptions() || !(await this.waitUp(5000))) return new DeadSocket(new DatabaseUnavailableError());
+      }
+      const socket = await connectSocket(o, this.t.connectTimeoutMs);
+      if (socket instanceof net.Socket) this.track(socket, sockets, true);
+      else this.suspect('a connection could not be opened');
+      return socket;
+    };
+  }
+
+  private track(socket: net.Socket, set: Set<net.Socket>, pool: boolean) {
+    set.add(socket);
+    // The peer closed the connection (FIN: a restart, a proxy going away). Left alone, the socket
+    // closes "without error" and postgres.js then fails the queries in flight after it has dropped
+    // the socket: a transaction's ROLLBACK that follows is written to a null socket and the process
+    // dies (TypeError in nextWrite). As an error, the queries fail while the socket still exists.
+    socket.on('end', () => socket.destroy(Object.assign(new Error('the database closed the connection'), { code: 'CONNECTION_CLOSED' })));
+    if (pool) {
+      // A connection that never hears back from a database that answers the probe is broken on
+      // our side: postgres.js, when a socket closes while it still has a write queued, keeps that
+      // write and a stale timer, and the connection never sends a startup message again (every
+      // later use is a CONNECT_TIMEOUT). The pool is then replaced (event 'stale').
+      this.fresh.set(socket, Date.now());
+      socket.on('data', () => { this.fresh.delete(socket); });
+      socket.on('close', () => {
+        if (this.fresh.delete(socket)) this.checkStale();
+      });
+      // waiting: bytes went out and nothing came back yet (plain TCP; a TLS socket writes below
+      // this layer, and the request watchdog covers it)
+      const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
+      socket.write = ((...args: unknown[]) => {
+        if (!this.waiting.has(socket)) this.waiting.set(socket, Date.now());
+        return write(...args);
+      }) as typeof socket.write;
+      socket.on('data', () => { this.waiting.delete(socket); });
+    }
+    socket.on('data', () => { this.lastReadAt = Date.now(); });
+    socket.on('error', () => { if (pool) this.suspect('a connection failed'); });
+    socket.on('close', (hadError: boolean) => {
+      set.delete(socket);
+      this.waiting.delete(socket);
+      if (hadError && pool) this.suspect('a connection closed with an error');
+    });
+  }
+
+  suspect(reason: string) {
+    if (this.closed || !this.up || this.probing) return;
+    if (Date.now() - this.lastProbeAt < this.t.healthTimeoutMs / 2) return;
+    void this.probe(reason);
+  }
+
+  /** A connection got no answer: if the database answers the probe, the pool is at fault. */
+  private checkStale() {
+    if (this.closed || !this.up || this.staleCheck) return;
+    this.staleCheck = this.check().then((up) => {
+      if (up && this.up) {
+        this.fresh.clear();
+        this.emit('stale');
+      }
+    }).finally(() => { this.staleCheck = null; });
+  }
+
+  check(): Promise<boolean> {
+    return this.probing ?? this.probe('readiness check');
+  }
+
+  waitUp(ms: number): Promise<boolean> {
+    if (this.up) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.off('up', onUp); resolve(false); }, ms);
+      timer.unref();
+      const onUp = () => { clearTimeout(timer); resolve(true); };
+      this.once('up', onUp);
+    });
+  }
+
+  private probeClient(): Sql {
+    if (!this.probeSql) {
+      this.probeSql = postgres(this.url, {
+        max: 1,
+        onnotice: () => undefined,
+        fetch_types: false,
+        idle_timeout: 30,
+        max_lifetime: null,
+        connect_timeout: this.t.healthTimeoutMs / 1000,
+        backoff: () => 0,
+        connection: { application_name: 'county-services-probe' },
+        socket: async (o: SocketOptions) => {
+          const s = await connectSocket(o, this.t.healthTimeoutMs);
+          if (s instanceof net.Socket) this.track(s, this.probeSockets, false);
+          return s;
+        },
+      } as postgres.Options<Record<string, never>>);
+    }
+    return this.probeSql;
+  }
+
+  private probe(reason: string): Promise<boolean> {
+    const started = Date.now();
+    this.lastProbeAt = started;
+    const run = (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.t.healthTimeoutMs); });
+      let outcome: 'ok' | 'timeout' | Error;
+      try {
+        const query = this.probeClient()`select 1`.then(() => 'ok' as const, (err: Error) => err);
+        outcome = await Promise.race([query, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+      if (outcome === 'ok') {
+        this.markUp();
+        return true;
+      }
+      // the probe's connection may be the silent one: the next probe opens a fresh one
+      for (const s of this.probeSockets) s.destroy(new DatabaseUnavailableError());
+      if (outcome === 'timeout' && this.up && this.lastReadAt >= started) return true; // busy, not gone
+      this.markDown(`${reason}; probe ${outcome === 'timeout' ? `timed out after ${this.t.healthTimeoutMs} ms` : `failed (${codeOf(outcome)})`}`);
+      return false;
+    })().finally(() => { this.probing = null; });
+    this.probing = run;
+    return run;
+  }
+
+  private markDown(reason: string) {
+    if (this.closed) return;
+    if (this.up) {
+      this.up = false;
+      this.waiting.clear();
+      this.fresh.clear();
+      // connect() retires the pool on 'down': everything in flight fails now
+      this.emit('down', { state: 'down', at: Date.now(), reason } satisfies DbHealthEvent);
+    }
+    clearTimeout(this.recovery);
+    this.recovery = setTimeout(() => { if (!this.closed) void this.probe('recovery'); }, this.t.healthIntervalMs);
+    this.recovery.unref();
+  }
+
+  private markUp() {
+    clearTimeout(this.recovery);
+    if (this.up || this.closed) return;
+    this.up = true;
+    this.emit('up', { state: 'up', at: Date.now(), reason: 'the database answered' } satisfies DbHealthEvent);
+  }
+
+  backoff = (retries: number) => (this.up ? Math.min(0.5, 0.02 * 2 ** retries) * (0.5 + Math.random() / 2) : 0);
+
+  async close() {
+    this.closed = true;
+    clearInterval(this.watchdog);
+    clearTimeout(this.recovery);
+    await this.probeSql?.end({ timeout: 0 }).catch(() => undefined);
+  }
+}
+
+function codeOf(err: Error): string {
+  const e = err as { code?: unknown };
+  return typeof e.code === 'string' ? e.code : err.name;
+}
+
 export interface DbHandle {
   url: string;
   sql: Sql;
   db: Database;
+  health: DbHealth;
   close: () => Promise<void>;
 }
 
-export function connect(url: string, opts: { max?: number } = {}): DbHandle {
-  const sql = postgres(url, {
-    max: opts.max ?? 10,
-    onnotice: () => undefined,
-    // Fail fast when the server is unreachable so requests get a 503 instead of hanging.
-    connect_timeout: 5,
-    idle_timeout: 60,
-    connection: { application_name: 'county-services' },
+/**
+ * The pool. `sql` (and `db` over it) forward to the current postgres.js instance: when the breaker
+ * trips, that instance is retired at once (postgres.js's own termination: every query in flight or
+ * queued fails, PostgreSQL rolls back the transactions of the closed connections) and a fresh one
+ * takes its place, whose connections fail at once until the database answers the probe again.
+ * Retiring the whole instance, rather than killing its sockets, leaves no connection of postgres.js
+ * half-reset.
+ */
+export function connect(url: string, opts: { max?: number; timeouts?: Partial<DbTimeouts> } = {}): DbHandle {
+  const t = { ...DEFAULT_DB_TIMEOUTS, ...opts.timeouts };
+  const breaker = new Breaker(url, t);
+  const connection: Record<string, string> = { application_name: 'county-services' };
+  if (t.statementTimeoutMs > 0) {
+    connection.statement_timeout = String(t.statementTimeoutMs);
+    // a transaction left open by a vanished client holds its locks no longer than this
+    connection.idle_in_transaction_session_timeout = String(2 * t.statementTimeoutMs);
+  }
+  type Pool = { sql: Sql; sockets: Set<net.Socket> };
+  const original: { sql?: Sql } = {};
+  const makePool = (): Pool => {
+    const sockets = new Set<net.Socket>();
+    const own: { options?: object } = {};
+    // A successor reuses the array types the first pool fetched: fetching them again runs outside
+    // any request, right when the database comes back, and a failure there would be unhandled.
+    const known = original.sql ? (original.sql.options as unknown as { shared: { typeArrayMap: Record<string, number> } }).shared.typeArrayMap : {};
+    const sql = postgres(url, {
+      fetch_types: Object.keys(known).length === 0,
+      max: opts.max ?? 10,
+      onnotice: () => undefined,
+      connect_timeout: t.connectTimeoutMs / 1000,
+      idle_timeout: 60,
+      backoff: breaker.backoff,
+      connection,
+      socket: breaker.poolSocket(() => own.options, sockets),
+    } as postgres.Options<Record<string, never>>);
+    own.options = sql.options;
+    const first = original.sql;
+    if (first) {
+      // drizzle configured the first instance's (de)serialisers; every successor needs the same
+      Object.assign(sql.options.parsers, first.options.parsers);
+      Object.assign(sql.options.serializers, first.options.serializers);
+      Object.assign((sql.options as unknown as { shared: { typeArrayMap: object } }).shared.typeArrayMap, known);
+    }
+    return { sql, sockets };
+  };
+  let pool = makePool();
+  original.sql = pool.sql;
+  const retired = new Set<Sql>();
+  const retire = () => {
+    const old = pool;
+    pool = makePool();
+    retired.add(old.sql);
+    void old.sql.end({ timeout: 0 }).catch(() => undefined).finally(() => {
+      retired.delete(old.sql);
+      // the peer may be silent: do not wait for a FIN it will never answer
+      for (const s of old.sockets) s.destroy(new DatabaseUnavailableError());
+    });
+  };
+  breaker.on('down', retire);
+  breaker.on('stale', retire);
+
+  const forward = new Proxy(function pool() {} as unknown as Sql, {
+    apply: (_target, _this, args: unknown[]) => (pool.sql as unknown as (...a: unknown[]) => unknown)(...args),
+    get: (_target, prop) => {
+      const value = (pool.sql as unknown as Record<string | symbol, unknown>)[prop];
+      return typeof value === 'function' ? value.bind(pool.sql) : value;
+    },
   });
-  const db = drizzle(sql, { schema });
-  return { url, sql, db, close: () => sql.end({ timeout: 5 }) };
+  const db = drizzle(forward, { schema });
+  return {
+    url, sql: forward, db, health: breaker,
+    close: async () => {
+      breaker.off('down', retire);
+      breaker.off('stale', retire);
+      await breaker.close();
+      await Promise.all([pool.sql.end({ timeout: 5 }), ...[...retired].map((r) => r.end({ timeout: 0 }))]);
+    },
+  };
 }

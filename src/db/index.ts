@@ -5,7 +5,7 @@
 import path from 'node:path';
 import postgres from 'postgres';
 import type { Config } from '../config.js';
-import { connect, type DbHandle } from './client.js';
+import { connect, type DbHandle, type DbTimeouts } from './client.js';
 import type { EmbeddedDatabase } from './embedded.js';
 import { findRunningServer, writeConnectionFile } from './connection-file.js';
 
@@ -37,9 +37,19 @@ export async function ensureDatabase(adminUrl: string, name: string): Promise<vo
   }
 }
 
+/** The pool's timeouts and breaker settings from the configuration. */
+export function dbTimeouts(config: Config): DbTimeouts {
+  return {
+    connectTimeoutMs: config.DB_CONNECT_TIMEOUT_MS,
+    statementTimeoutMs: config.DB_STATEMENT_TIMEOUT_MS,
+    healthTimeoutMs: config.DB_HEALTH_TIMEOUT_MS,
+    healthIntervalMs: config.DB_HEALTH_INTERVAL_MS,
+  };
+}
+
 export async function openDatabase(config: Config, log: (msg: string) => void = () => undefined, opts: OpenOptions = {}): Promise<OpenDatabase> {
   if (config.DATABASE_URL) {
-    const handle = connect(config.DATABASE_URL, { max: config.DB_POOL_MAX });
+    const handle = connect(config.DATABASE_URL, { max: config.DB_POOL_MAX, timeouts: dbTimeouts(config) });
     return { ...handle, url: config.DATABASE_URL };
   }
   if (config.NODE_ENV === 'production') {
@@ -50,7 +60,7 @@ export async function openDatabase(config: Config, log: (msg: string) => void = 
   if (!opts.serve) {
     const running = await findRunningServer(config.DATA_DIR, clusterDir);
     if (running) {
-      const handle = connect(running.url, { max: Math.min(config.DB_POOL_MAX, 2) });
+      const handle = connect(running.url, { max: Math.min(config.DB_POOL_MAX, 2), timeouts: dbTimeouts(config) });
       return { ...handle, url: running.url, attached: { port: running.port, serverPid: running.pid } };
     }
   }
@@ -65,7 +75,7 @@ export async function openDatabase(config: Config, log: (msg: string) => void = 
     await embedded.stop();
     throw err;
   }
-  const handle = connect(url, { max: config.DB_POOL_MAX });
+  const handle = connect(url, { max: config.DB_POOL_MAX, timeouts: dbTimeouts(config) });
   return {
     ...handle,
     url,

@@ -6,6 +6,8 @@
 import { sql, type SQL } from 'drizzle-orm';
 
 export const ADVISORY_LOCKS = {
+  /** start-up: migrations and the seed, session-level on a dedicated connection (db/migrate.ts) */
+  startup: 7263000,
   /** the seeder (several instances starting at once) */
   seed: 7263001,
   /** every change that can reduce the number of active County Admins */

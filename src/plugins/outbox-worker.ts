@@ -17,13 +17,17 @@ async function outboxWorkerPlugin(app: FastifyInstance) {
     return;
   }
   let worker: OutboxWorker | undefined;
+  // after an outage the pool (and its LISTEN connection) is new: listen again, deliver what waited
+  const recovered = () => worker?.relisten();
   app.addHook('onReady', async () => {
     worker = startOutboxWorker(ctx, transport, log);
+    app.database.on('up', recovered);
   });
   app.addHook('onClose', async () => {
+    app.database.off('up', recovered);
     await worker?.stop();
     await transport.close();
   });
 }
 
-export default fp(outboxWorkerPlugin, { name: 'outbox-worker', dependencies: ['authentication'] });
+export default fp(outboxWorkerPlugin, { name: 'outbox-worker', dependencies: ['authentication', 'database'] });

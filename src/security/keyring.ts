@@ -21,6 +21,7 @@ export type KeyPurpose =
   | 'session-cookie'
   | 'tf-token'
   | 'recovery-code'
+  | 'idempotency-request'
   | `link/${LinkPurpose}`
   | `secret-box/${SealPurpose}`;
 

@@ -3,9 +3,10 @@
 // back one never does; requests never wait for SMTP. Delivery (deliverPending) happens later, in the
 // worker of any instance:
 //
-//   claim   one statement: due rows are selected FOR UPDATE SKIP LOCKED and leased (locked_until),
-//           so concurrent workers never claim the same row, and a crashed worker's rows come back
-//           when the lease ends
+//   claim   one statement: due rows are selected FOR UPDATE SKIP LOCKED and leased (locked_until,
+//           OUTBOX_LEASE, default 20 s), so concurrent workers never claim the same row, and a
+//           crashed worker's rows come back when the lease ends (worst case lease + poll interval:
+//           25 s with the defaults); a heartbeat renews the lease while the batch is being sent
 //   send    outside any transaction: no database lock is held while SMTP talks
 //   settle  sent → status 'sent'; failure → attempts, last_error and next_attempt_at with
 //           exponential backoff, 'failed' after OUTBOX_MAX_ATTEMPTS or a permanent refusal
@@ -22,6 +23,7 @@ import type { SecurityContext } from './context.js';
 import { isMailAddress, type MailLog, type MailTransport } from './mail.js';
 import type { MailTemplate } from './mail-templates.js';
 import { renderOutboxRow } from './account-mail.js';
+import { describeDatabaseError, isDatabaseUnavailable, pgError } from '../errors.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Db = Database | Tx;
@@ -129,6 +131,8 @@ async function settle(ctx: SecurityContext, row: OutboxRow, claimId: string, val
 }
 
 function describeError(err: unknown): string {
+  // a database error: what the driver said, never drizzle's "Failed query: <SQL> params: …"
+  if (pgError(err) || isDatabaseUnavailable(err) || (err instanceof Error && err.message.startsWith('Failed query:'))) return describeDatabaseError(err);
   const e = err as { code?: unknown; responseCode?: unknown; message?: unknown; name?: unknown };
   const code = typeof e.code === 'string' ? e.code : typeof e.name === 'string' ? e.name : 'Error';
   const status = typeof e.responseCode === 'number' ? ` ${e.responseCode}` : '';
@@ -169,6 +173,28 @@ async function deliverOne(ctx: SecurityContext, transport: MailTransport, row: O
 }
 
 /**
+ * Keeps a claim's lease alive while its batch is being sent: every third of OUTBOX_LEASE the rows
+ * still held are leased again. alive() turns false when less than a third of the lease is left
+ * (the heartbeats failed: the database is gone): the batch then stops before the next message, so
+ * no row is sent while another worker may already have claimed it.
+ */
+function leaseKeeper(ctx: SecurityContext, claimId: string): { alive(): boolean; stop(): void } {
+  const leaseMs = ctx.config.OUTBOX_LEASE * 1000;
+  let heldUntil = ctx.clock.now().getTime() + leaseMs;
+  let beating = false;
+  const timer = setInterval(() => {
+    if (beating) return;
+    beating = true;
+    const until = new Date(ctx.clock.now().getTime() + leaseMs);
+    ctx.db.update(outbox).set({ lockedUntil: until }).where(and(eq(outbox.lockedBy, claimId), eq(outbox.status, 'pending')))
+      .then(() => { heldUntil = until.getTime(); }, () => undefined)
+      .finally(() => { beating = false; });
+  }, Math.max(500, leaseMs / 3));
+  timer.unref();
+  return { alive: () => heldUntil - ctx.clock.now().getTime() > leaseMs / 3, stop: () => clearInterval(timer) };
+}
+
+/**
  * One delivery pass: claims due rows batch by batch and delivers them, until none are due. Safe to
  * run from several processes at once. Tests call it directly; the worker calls it in a loop.
  */
@@ -182,18 +208,29 @@ export async function deliverPending(ctx: SecurityContext, transport: MailTransp
     const rows = await claim(ctx, claimId, batchSize);
     report.claimed += rows.length;
     let again = false;
-    for (const [i, row] of rows.entries()) {
-      if (opts.signal?.aborted) {
-        // give the rest back: not attempted, so the attempt does not count
-        const ids = rows.slice(i).map((r) => r.id);
-        await ctx.db.update(outbox).set({ lockedUntil: null, lockedBy: null, attempts: sql`${outbox.attempts} - 1` })
-          .where(and(inArray(outbox.id, ids), eq(outbox.lockedBy, claimId)));
-        report.claimed -= ids.length;
-        return report;
+    const lease = leaseKeeper(ctx, claimId);
+    try {
+      for (const [i, row] of rows.entries()) {
+        if (opts.signal?.aborted) {
+          // give the rest back: not attempted, so the attempt does not count
+          const ids = rows.slice(i).map((r) => r.id);
+          await ctx.db.update(outbox).set({ lockedUntil: null, lockedBy: null, attempts: sql`${outbox.attempts} - 1` })
+            .where(and(inArray(outbox.id, ids), eq(outbox.lockedBy, claimId)));
+          report.claimed -= ids.length;
+          return report;
+        }
+        if (!lease.alive()) {
+          // the rest come back to any worker when the lease ends
+          report.claimed -= rows.length - i;
+          opts.log?.warn(`outbox: lease of ${rows.length - i} claimed message(s) could not be renewed; leaving them to the next pass`);
+          return report;
+        }
+        if (seen.has(row.id)) again = true;
+        seen.add(row.id);
+        await deliverOne(ctx, transport, row, claimId, report, opts.log);
       }
-      if (seen.has(row.id)) again = true;
-      seen.add(row.id);
-      await deliverOne(ctx, transport, row, claimId, report, opts.log);
+    } finally {
+      lease.stop();
     }
     // A row seen twice means retries are due immediately (a zero backoff): leave it to the next pass.
     if (rows.length < batchSize || again) return report;
@@ -212,6 +249,8 @@ export async function purgeOutbox(ctx: SecurityContext): Promise<number> {
 export interface OutboxWorker {
   /** run a pass soon (after a commit that queued mail) */
   wake(): void;
+  /** LISTEN again (the pool was replaced after a database outage) and run a pass */
+  relisten(): void;
   /** stop: finish the message being sent, release the rest of the batch, stop listening */
   stop(): Promise<void>;
 }
@@ -265,12 +304,13 @@ export function startOutboxWorker(ctx: SecurityContext, transport: MailTransport
     });
   }
 
-  ctx.sql.listen(OUTBOX_CHANNEL, () => wake())
+  const listen = () => ctx.sql.listen(OUTBOX_CHANNEL, () => wake())
     .then((l) => {
       if (stopped) void l.unlisten().catch(() => undefined);
       else listener = l;
     })
     .catch((err) => log.warn(`outbox: LISTEN failed (${describeError(err)}); polling every ${ctx.config.OUTBOX_POLL_INTERVAL} s`));
+  void listen();
 
   function wake() {
     if (stopped) return;
@@ -283,6 +323,14 @@ export function startOutboxWorker(ctx: SecurityContext, transport: MailTransport
 
   return {
     wake,
+    relisten() {
+      if (stopped) return;
+      const old = listener;
+      listener = undefined;
+      void old?.unlisten().catch(() => undefined);
+      void listen();
+      wake();
+    },
     async stop() {
       if (stopped) return;
       stopped = true;

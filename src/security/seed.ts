@@ -5,6 +5,7 @@ import { sql } from 'drizzle-orm';
 import { counties, departments, roles } from '../db/schema/index.js';
 import { advisoryXactLock } from '../db/locks.js';
 import type { SecurityContext } from './context.js';
+import { AppError, pgError } from '../errors.js';
 import { createUser, findUser } from './datastore.js';
 import { ROLE_ADMIN, SEEDED_ROLES } from './role-names.js';
 
@@ -39,15 +40,20 @@ export async function seed(ctx: SecurityContext, opts: { devAdmin: boolean; warn
   if (opts.devAdmin) {
     const existing = await findUser(ctx.db, { email: DEV_ADMIN_EMAIL });
     if (!existing) {
-      await createUser(ctx, {
-        email: DEV_ADMIN_EMAIL,
-        password: DEV_ADMIN_PASSWORD,
-        firstName: 'Test',
-        lastName: 'Admin',
-        confirmedAt: ctx.clock.now(),
-        roles: [ROLE_ADMIN],
-      });
-      result.devAdminCreated = true;
+      try {
+        await createUser(ctx, {
+          email: DEV_ADMIN_EMAIL,
+          password: DEV_ADMIN_PASSWORD,
+          firstName: 'Test',
+          lastName: 'Admin',
+          confirmedAt: ctx.clock.now(),
+          roles: [ROLE_ADMIN],
+        });
+        result.devAdminCreated = true;
+      } catch (err) {
+        // another seeder (an instance starting beside this one) created it first
+        if (!(err instanceof AppError && err.code === 'EMAIL_TAKEN') && pgError(err)?.code !== '23505') throw err;
+      }
     }
     opts.warn?.(
       `DEVELOPMENT ONLY: the test admin ${DEV_ADMIN_EMAIL} exists with the well-known password from the README. ` +

@@ -99,6 +99,10 @@ export class SmtpCapture {
   readonly refuse = new Set<string>();
   /** how long the server takes to accept a message's data, ms (a slow server) */
   acceptDelayMs = 0;
+  /** how long the server takes to accept a recipient, ms: a slow server before anything is recorded */
+  rcptDelayMs = 0;
+  /** called on every RCPT TO, before the delay (tests act at a known point of a delivery) */
+  onRcpt: ((address: string) => void) | undefined;
   port = 0;
   private server: SMTPServer | undefined;
   private waiters: Array<() => void> = [];
@@ -114,7 +118,9 @@ export class SmtpCapture {
         if (this.refuse.has(address.address.toLowerCase())) {
           return callback(Object.assign(new Error('5.1.1 mailbox unavailable'), { responseCode: 550 }));
         }
-        callback();
+        this.onRcpt?.(address.address);
+        if (this.rcptDelayMs) setTimeout(() => callback(), this.rcptDelayMs);
+        else callback();
       },
       onData: (stream, session, callback) => {
         const chunks: Buffer[] = [];

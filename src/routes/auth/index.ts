@@ -37,7 +37,7 @@ export default async function authRoutes(root: FastifyInstance) {
     const p = pub.withTypeProvider<TypeBoxTypeProvider>();
 
     p.post(`${prefix}/register`, {
-      config: { authSync: false, rateLimitClass: 'auth' },
+      config: { authSync: false, rateLimitClass: 'auth', idempotent: true },
       schema: {
         tags: TAG, security: [], operationId: 'register', summary: 'Create an account (role Citizen)',
         description: 'With SECURITY_RETURN_GENERIC_RESPONSES every well-formed request gets 202 and no account details.',

@@ -62,6 +62,7 @@ export default async function userRoutes(root: FastifyInstance) {
   });
 
   app.post('/users', {
+    config: { idempotent: true },
     preHandler: canWrite,
     schema: {
       tags: TAGS, operationId: 'createUser', summary: 'Create a user', security: SECURED,

@@ -1,0 +1,111 @@
+// Idempotency keys (the IETF httpapi "Idempotency-Key" header; Stripe's semantics): a client that
+// did not see the answer to a POST retries it with the same key and gets the first answer instead
+// of a second effect. Framework-free; plugins/idempotency.ts is the HTTP side.
+//
+// A key is scoped to (operation, principal, key) and remembered for IDEMPOTENCY_KEY_TTL. The first
+// request claims the row (locked_by, locked_until = now + IDEMPOTENCY_LEASE_SECONDS) in one
+// statement, so of any number of concurrent requests with one key exactly one executes; the others
+// see it in flight (409). The answer is stored when the request ends; a 5xx releases the claim (the
+// request's transaction did not commit, so retrying executes again). A claim whose instance died
+// before answering is taken over once its lease has passed, by a request with the same body only.
+//
+// What is stored: the status and the JSON body, minus the token fields (access and refresh tokens,
+// csrf token): a replay does not hand out live credentials a second time, and the table holds no
+// usable secret. The request body itself is never stored: only an HMAC of it under a key derived
+// from SECRET_KEY (a registration's body holds a password).
+import { and, eq, isNull, lte, sql } from 'drizzle-orm';
+import { createHmac, randomUUID } from 'node:crypto';
+import { idempotencyKeys } from '../db/schema/index.js';
+import type { SecurityContext } from './context.js';
+import { signingKey } from './keyring.js';
+
+/** How long a claim protects a request in flight before another may take it over. */
+export const IDEMPOTENCY_LEASE_SECONDS = 30;
+
+/** Answer fields that are credentials: not stored, not replayed. */
+export const UNREPLAYED_FIELDS = ['access_token', 'refresh_token', 'csrf_token', 'token_type', 'expires_in', 'refresh_expires_in'] as const;
+
+export interface IdempotencyScope {
+  /** e.g. "POST /register" */
+  operation: string;
+  /** "" for anonymous operations, else who asked ("user:42") */
+  principal: string;
+  key: string;
+}
+
+export type IdempotencyStart =
+  | { kind: 'execute'; claim: string }
+  | { kind: 'replay'; status: number; body: unknown }
+  | { kind: 'in_flight' }
+  | { kind: 'mismatch' };
+
+/** JSON with sorted object keys: equal bodies hash equal whatever their member order. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(value ?? null);
+}
+
+/** HMAC-SHA256 of the canonical body under the keyring's idempotency key (derived from SECRET_KEY). */
+export function requestHash(ctx: SecurityContext, body: unknown): string {
+  return createHmac('sha256', signingKey(ctx.config, 'idempotency-request').key).update(canonical(body)).digest('base64url');
+}
+
+const scopeOf = (s: IdempotencyScope) => and(eq(idempotencyKeys.operation, s.operation), eq(idempotencyKeys.principal, s.principal), eq(idempotencyKeys.key, s.key));
+
+/**
+ * Claims the key for this request, or says why not. One statement decides between concurrent
+ * requests: the insert wins, or takes over a row that expired or whose claim was abandoned.
+ */
+export async function startIdempotent(ctx: SecurityContext, scope: IdempotencyScope, hash: string): Promise<IdempotencyStart> {
+  const now = ctx.clock.now();
+  const claim = randomUUID();
+  const won = await ctx.db.insert(idempotencyKeys).values({
+    ...scope,
+    requestHash: hash,
+    lockedBy: claim,
+    lockedUntil: new Date(now.getTime() + IDEMPOTENCY_LEASE_SECONDS * 1000),
+    createdAt: now,
+    expiresAt: new Date(now.getTime() + ctx.config.IDEMPOTENCY_KEY_TTL * 1000),
+  }).onConflictDoUpdate({
+    target: [idempotencyKeys.operation, idempotencyKeys.principal, idempotencyKeys.key],
+    set: {
+      requestHash: sql`excluded.request_hash`, lockedBy: sql`excluded.locked_by`, lockedUntil: sql`excluded.locked_until`,
+      responseStatus: null, responseBody: null, createdAt: sql`excluded.created_at`, expiresAt: sql`excluded.expires_at`,
+    },
+    setWhere: sql`${idempotencyKeys.expiresAt} <= excluded.created_at
+      or (${idempotencyKeys.responseStatus} is null and ${idempotencyKeys.lockedUntil} <= excluded.created_at
+          and ${idempotencyKeys.requestHash} = excluded.request_hash)`,
+  }).returning({ lockedBy: idempotencyKeys.lockedBy });
+  if (won[0]?.lockedBy === claim) return { kind: 'execute', claim };
+
+  const [row] = await ctx.db.select().from(idempotencyKeys).where(scopeOf(scope));
+  if (!row) return { kind: 'in_flight' }; // released between the two statements: the client retries
+  if (row.requestHash !== hash) return { kind: 'mismatch' };
+  if (row.responseStatus === null) return { kind: 'in_flight' };
+  return { kind: 'replay', status: row.responseStatus, body: row.responseBody };
+}
+
+/** Stores the answer of the request holding `claim` (a claim taken over meanwhile is left alone). */
+export async function completeIdempotent(ctx: SecurityContext, scope: IdempotencyScope, claim: string, status: number, body: unknown): Promise<void> {
+  let stored = body;
+  if (body && typeof body === 'object' && !Array.isArray(body)) {
+    stored = Object.fromEntries(Object.entries(body).filter(([k]) => !(UNREPLAYED_FIELDS as readonly string[]).includes(k)));
+  }
+  await ctx.db.update(idempotencyKeys)
+    .set({ responseStatus: status, responseBody: stored ?? null, lockedBy: null, lockedUntil: null })
+    .where(and(scopeOf(scope), eq(idempotencyKeys.lockedBy, claim)));
+}
+
+/** Gives the key back: the request did not take effect, a retry executes it again. */
+export async function releaseIdempotent(ctx: SecurityContext, scope: IdempotencyScope, claim: string): Promise<void> {
+  await ctx.db.delete(idempotencyKeys).where(and(scopeOf(scope), eq(idempotencyKeys.lockedBy, claim), isNull(idempotencyKeys.responseStatus)));
+}
+
+/** Forgets keys older than IDEMPOTENCY_KEY_TTL. */
+export async function purgeIdempotencyKeys(ctx: SecurityContext): Promise<number> {
+  const rows = await ctx.db.delete(idempotencyKeys).where(lte(idempotencyKeys.expiresAt, ctx.clock.now())).returning({ key: idempotencyKeys.key });
+  return rows.length;
+}
