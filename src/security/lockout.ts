@@ -202,6 +202,8 @@ export async function settleSuccess(ctx: SecurityContext, attempt: Attempt): Pro
  */
 export async function checkSecret<T>(ctx: SecurityContext, input: {
   email: string; verify: () => Promise<T | null | false>; wrong: () => Error; source?: AuditSource;
+  /** names the check in the audit row of a failure ('password' by default) */
+  check?: string; userId?: number;
 }): Promise<T> {
   const attempt = await reserveAttempt(ctx, input.email);
   let result: T | null | false;
@@ -213,6 +215,8 @@ export async function checkSecret<T>(ctx: SecurityContext, input: {
   }
   if (!result) {
     await settleFailure(ctx, attempt, input.source);
+    await audit(ctx, { ...(input.source ?? NO_SOURCE), action: 'secret_check.failed', targetUserId: input.userId ?? null,
+      details: { email: lockoutKey(input.email), check: input.check ?? 'password' } });
     throw input.wrong();
   }
   await settleSuccess(ctx, attempt);

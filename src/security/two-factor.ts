@@ -14,11 +14,11 @@
 // Users of SECURITY_TWO_FACTOR_REQUIRED_ROLES without 2FA get a tf_token of purpose "setup" at login:
 // it allows POST /tf-setup (in place of a session) and the confirming POST /tf-setup/{token}, which
 // then completes the login.
-import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, gt, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { generateSecret, generateURI, verify as verifyTotp } from 'otplib';
 import QRCode from 'qrcode';
-import { twoFactorChallenges, users, type TfPurpose, type TwoFactorChallengeRow } from '../db/schema/index.js';
+import { sessions, twoFactorChallenges, users, type TfPurpose, type TwoFactorChallengeRow } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, type UserRecord } from './datastore.js';
@@ -271,7 +271,7 @@ export interface SetupDone {
  * that user's session (`authUserId`); one from a forced setup needs none and completes the login.
  */
 export async function confirmSetup(ctx: SecurityContext, setupToken: string, code: string, authUserId: number | null,
-  source: AuditSource = NO_SOURCE): Promise<SetupDone> {
+  source: AuditSource = NO_SOURCE, authSessionId: string | null = null): Promise<SetupDone> {
   const raw = open(ctx.config, 'tf-setup', setupToken);
   let claims: SetupClaims | null = null;
   try {
@@ -311,13 +311,28 @@ export async function confirmSetup(ctx: SecurityContext, setupToken: string, cod
       tfPrimaryMethod: TF_METHOD, tfTotpSecret: sealTotpSecret(ctx, user.id, claims.s), tfTotpLastStep: step,
       tfRecoveryCodes: hashes, updatedAt: now,
     }).where(eq(users.id, user.id));
+    // Like a password change: every other session of the user (opened without this factor, perhaps
+    // by someone else) ends, and so do pending logins; this client's session stays.
+    await tx.update(sessions).set({ revokedAt: now, revokedReason: 'tf_enabled' }).where(and(
+      eq(sessions.userId, user.id), isNull(sessions.revokedAt), authSessionId ? ne(sessions.id, authSessionId) : sql`true`,
+    ));
+    await tx.delete(twoFactorChallenges).where(and(eq(twoFactorChallenges.userId, user.id),
+      claims.c !== null ? ne(twoFactorChallenges.id, claims.c) : sql`true`));
     await audit(ctx, { ...source, action: 'tf.enabled', targetUserId: user.id, details: { method: TF_METHOD, forced: claims.c !== null } }, tx);
   });
   return { user: (await findUser(ctx.db, { id: user.id }))!, recoveryCodes: codes, login: claims.c === null ? null : { remember } };
 }
 
-/** POST /tf-disable: 2FA off, its secret and recovery codes gone, pending 2FA logins dead. */
-export async function disableTwoFactor(ctx: SecurityContext, userId: number, source: AuditSource = NO_SOURCE): Promise<void> {
+/**
+ * POST /tf-disable: 2FA off, its secret and recovery codes gone, pending 2FA logins dead. A user
+ * whose role is in SECURITY_TWO_FACTOR_REQUIRED_ROLES cannot switch it off: 403 FORBIDDEN (an admin's
+ * reset-access still can, for a lost device).
+ */
+export async function disableTwoFactor(ctx: SecurityContext, user: UserRecord, source: AuditSource = NO_SOURCE): Promise<void> {
+  if (twoFactorRequired(ctx, user)) {
+    throw new AppError(403, 'FORBIDDEN', 'Your role requires two-factor authentication; it cannot be switched off');
+  }
+  const userId = user.id;
   await ctx.db.transaction(async (tx) => {
     await tx.update(users).set({ ...TWO_FACTOR_CLEARED, updatedAt: ctx.clock.now() }).where(eq(users.id, userId));
     await tx.delete(twoFactorChallenges).where(eq(twoFactorChallenges.userId, userId));

@@ -98,7 +98,7 @@ export default async function authRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       const r = await rotateRefreshToken(ctx, request.body.refresh_token, auditSource(request));
-      return tokenResponse(reply, r.user, r.session, r.refreshToken);
+      return tokenResponse(reply, r.user, r.session, r.refreshToken, r.session.remember);
     });
   });
 

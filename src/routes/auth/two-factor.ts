@@ -89,14 +89,15 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
         tags: TAG, operationId: 'confirmTwoFactorSetup', summary: 'Switch two-factor authentication on with a code from the app',
         security: [...SECURED, {}],
         description: 'Returns 10 recovery codes (shown once, stored hashed; each works once). Replaces an earlier ' +
-          'authenticator. A token from a forced setup at login needs no session and also completes the login ' +
+          'authenticator. Every other session of the user ends (as with a password change); this one stays. A token from a forced setup at login needs no session and also completes the login ' +
           '(user, token pair, csrf_token and the session cookie). 400 TWO_FACTOR_INVALID for a wrong code or a bad or expired token.',
         params: TfSetupTokenParam,
         body: TfCodeBody,
         response: { 200: TfSetupDoneResponse, ...bodyErrors(401, 403) },
       },
     }, async (request, reply) => {
-      const done = await confirmSetup(ctx, request.params.tf_setup_token, request.body.code, request.auth?.user.id ?? null, auditSource(request));
+      const done = await confirmSetup(ctx, request.params.tf_setup_token, request.body.code, request.auth?.user.id ?? null, auditSource(request),
+        request.auth?.session.id ?? null);
       if (!done.login) return { recovery_codes: done.recoveryCodes };
       const outcome = await completeLogin(ctx, {
         user: done.user, attempt: null, method: 'password', secondFactor: 'setup', remember: done.login.remember,
@@ -116,11 +117,12 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
       preHandler: requireFresh,
       schema: {
         tags: TAG, operationId: 'disableTwoFactor', summary: 'Switch two-factor authentication off', security: SECURED,
-        description: 'Needs a fresh session (else 401 REAUTH_REQUIRED). The secret and the recovery codes are deleted.',
+        description: 'Needs a fresh session (else 401 REAUTH_REQUIRED; re-authenticate with POST /verify, which counts toward the lockout). ' +
+          'The secret and the recovery codes are deleted. 403 FORBIDDEN when one of your roles is in SECURITY_TWO_FACTOR_REQUIRED_ROLES.',
         response: { 204: Type.Null({ description: 'Two-factor authentication is off' }), ...errors(401, 403) },
       },
     }, async (request, reply: FastifyReply) => {
-      await disableTwoFactor(ctx, userId(request), auditSource(request));
+      await disableTwoFactor(ctx, request.auth!.user, auditSource(request));
       return reply.code(204).send(null);
     });
 
