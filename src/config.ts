@@ -4,6 +4,7 @@ import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
+import { isIP } from 'node:net';
 
 const Bool = Type.Boolean();
 const Int = (min: number, max: number) => Type.Integer({ minimum: min, maximum: max });
@@ -261,7 +262,8 @@ export type Config = Readonly<
   Record<DurationKey, number> &
   Record<RateKey, RateLimit> &
   Record<ListKey, readonly string[]> & {
-    TRUST_PROXY: boolean | number | string;
+    /** false, true, a hop count, or proxy addresses / CIDR ranges (security/client-address.ts trustProxyOption) */
+    TRUST_PROXY: boolean | number | readonly string[];
     /** true when SECRET_KEY / SECURITY_PASSWORD_SALT are the built-in development values */
     usingDevSecrets: boolean;
   }
@@ -291,11 +293,41 @@ function parseList(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-function parseTrustProxy(value: string): boolean | number | string {
+const NAMED_PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** Whether an entry of TRUST_PROXY's list is an address, a CIDR range or one of proxy-addr's names. */
+export function isProxyAddressEntry(entry: string): boolean {
+  if (NAMED_PROXY_RANGES.has(entry)) return true;
+  const [addr, prefix, extra] = entry.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = isIP(addr);
+  if (!family) return false;
+  if (prefix === undefined) return true;
+  if (!/^[0-9]{1,3}$/.test(prefix)) return false;
+  return Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * TRUST_PROXY: empty or "false" (trust no proxy), "true" (trust every hop: only behind a proxy that
+ * overwrites X-Forwarded-For), a hop count N (the client is the Nth address of X-Forwarded-For from
+ * the right), or a comma-separated list of proxy addresses / CIDR ranges (also loopback, linklocal,
+ * uniquelocal). Anything else refuses to start.
+ */
+function parseTrustProxy(raw: string): boolean | number | string[] {
+  const value = raw.trim();
   if (value === '' || value === 'false') return false;
   if (value === 'true') return true;
-  if (/^[0-9]+$/.test(value)) return Number(value);
-  return value; // comma-separated addresses / CIDRs, passed to Fastify's trustProxy
+  if (/^[0-9]+$/.test(value)) {
+    const hops = Number(value);
+    if (hops > 32) throw new ConfigError(`TRUST_PROXY: a hop count must be 0–32 (got ${value})`);
+    return hops === 0 ? false : hops;
+  }
+  const entries = value.split(',').map((e) => e.trim());
+  const bad = entries.filter((e) => !isProxyAddressEntry(e));
+  if (bad.length) {
+    throw new ConfigError(`TRUST_PROXY: expected true, false, a hop count, or a comma-separated list of proxy addresses / CIDR ranges (got ${JSON.stringify(bad[0])})`);
+  }
+  return entries;
 }
 
 function coerce(key: string, raw: string): unknown {

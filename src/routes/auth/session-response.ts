@@ -5,12 +5,13 @@ import type { SessionRow } from '../../db/schema/index.js';
 import type { ClientInfo, LoginOutcome, LoginSession } from '../../security/login.js';
 import type { UserRecord } from '../../security/datastore.js';
 import { publicUser } from '../../security/presenters.js';
+import { clientAddress } from '../../security/client-address.js';
 
 export function sessionResponder(app: FastifyInstance) {
   const ctx = app.security;
 
   const clientInfo = (req: { ip: string; headers: Record<string, unknown> }): ClientInfo => ({
-    ip: req.ip ?? null,
+    ip: clientAddress(req.ip),
     userAgent: typeof req.headers['user-agent'] === 'string' ? req.headers['user-agent'] : null,
   });
 
