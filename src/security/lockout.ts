@@ -259,6 +259,8 @@ export async function pruneSecurityState(ctx: SecurityContext): Promise<void> {
   await ctx.db.delete(loginAttempts).where(and(
     lt(loginAttempts.lastFailureAt, quiet),
     or(isNull(loginAttempts.lockedUntil), lt(loginAttempts.lockedUntil, lockForgotten)),
+    // never under a check in flight: its failure must find the row to be counted
+    or(isNull(loginAttempts.pendingUntil), lt(loginAttempts.pendingUntil, now)),
   ));
   await ctx.db.delete(twoFactorChallenges).where(lt(twoFactorChallenges.expiresAt, new Date(now.getTime() - 86400_000)));
 }
