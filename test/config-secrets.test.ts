@@ -48,7 +48,7 @@ function assignedValues(file: string, text: string): { value: string; where: str
       const bare = m[5];
       if (quoted !== undefined) {
         if (quoted && !quoted.startsWith('${')) found.push({ value: quoted, where });
-      } else if (!code && bare && !bare.startsWith('$')) {
+      } else if (!code && bare && !/^[$?]/.test(bare)) {
         found.push({ value: bare, where });
       }
     }

@@ -84,6 +84,9 @@ export type LoginOutcome =
   | { kind: 'tf_required'; user: UserRecord; tfToken: string; tfMethod: typeof TF_METHOD }
   | { kind: 'tf_setup_required'; user: UserRecord; tfToken: string };
 
+/** The sign-in method in audit details; the password login, the default, is not named (as before the pipeline). */
+const methodDetail = (method: LoginMethod) => (method === 'password' ? {} : { method });
+
 async function identifyUser(ctx: SecurityContext, by: Identify): Promise<UserRecord | null> {
   if ('user' in by) return by.user;
   return findUser(ctx.db, 'email' in by ? { email: by.email } : { id: by.userId });
@@ -95,7 +98,7 @@ export async function beginLogin(ctx: SecurityContext, input: BeginLoginInput): 
   const counted = input.countsTowardLockout ?? true;
   const refuse = async (reason: string, error: AppError, user: UserRecord | null, email: string | null): Promise<never> => {
     await audit(ctx, { ...source, action: 'login.failed', targetUserId: user?.id ?? null,
-      details: { email: email === null ? null : normalizeEmail(email), reason, method: input.method } });
+      details: { email: email === null ? null : normalizeEmail(email), reason, ...methodDetail(input.method) } });
     throw error;
   };
 
@@ -169,14 +172,14 @@ async function decideSecondFactor(ctx: SecurityContext, input: {
       await settleNeutral(ctx, input.attempt);
       const challenge = await createChallenge(ctx, user, 'login', input.remember);
       await audit(ctx, { ...source, actorId: source.actorId ?? user.id, action: 'login.second_factor_required', targetUserId: user.id,
-        details: { method: input.method } });
+        details: methodDetail(input.method) });
       return { kind: 'tf_required', user, tfToken: challenge.token, tfMethod: TF_METHOD };
     }
     if (twoFactorRequired(ctx, user)) {
       await settleNeutral(ctx, input.attempt);
       const challenge = await createChallenge(ctx, user, 'setup', input.remember);
       await audit(ctx, { ...source, actorId: source.actorId ?? user.id, action: 'login.second_factor_setup_required', targetUserId: user.id,
-        details: { method: input.method } });
+        details: methodDetail(input.method) });
       return { kind: 'tf_setup_required', user, tfToken: challenge.token };
     }
   }
@@ -246,7 +249,7 @@ export async function completeLogin(ctx: SecurityContext, input: CompleteLoginIn
     ? sql`last_login_at = current_login_at, last_login_ip = current_login_ip, current_login_at = ${ts(now)}::timestamptz,
           current_login_ip = ${client.ip}::text, login_count = login_count + 1`
     : sql`login_count = login_count`;
-  const details = scrubDetails({ session_id: s.id, method: input.method, ...(input.secondFactor ? { second_factor: input.secondFactor } : {}) });
+  const details = scrubDetails({ session_id: s.id, ...methodDetail(input.method), ...(input.secondFactor ? { second_factor: input.secondFactor } : {}) });
   const rows = await ctx.db.execute<{ u: Record<string, unknown> | null; s: Record<string, unknown> | null; locked_until: string | null }>(sql`
     with l as (${lockRow}),
     u as (
@@ -278,7 +281,7 @@ export async function completeLogin(ctx: SecurityContext, input: CompleteLoginIn
     const lockedUntil = row.locked_until ? new Date(row.locked_until) : null;
     if (lockedUntil && lockedUntil.getTime() > now.getTime()) {
       await audit(ctx, { ...source, actorId: source.actorId ?? user.id, action: 'login.failed', targetUserId: user.id,
-        details: { email: user.email, reason: 'locked', method: input.method } });
+        details: { email: user.email, reason: 'locked', ...methodDetail(input.method) } });
       throw accountLocked((lockedUntil.getTime() - now.getTime()) / 1000);
     }
     // deactivated, reset or logged out everywhere while the login was under way
