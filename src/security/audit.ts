@@ -23,7 +23,7 @@ export const AUDIT_ACTIONS = [
   'password.reset_requested', 'password.reset', 'password.changed', 'email.confirmed', 'email.change_requested',
   'email.changed', 'session.verified', 'token.created', 'token.revoked',
   'account.locked', 'login.second_factor_required', 'login.second_factor_setup_required',
-  'tf.enabled', 'tf.disabled', 'tf.recovery_codes_regenerated', 'tf.recovery_code_used',
+  'tf.enabled', 'tf.disabled', 'tf.recovery_codes_regenerated', 'tf.recovery_code_used', 'secret_check.failed',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number] | (string & {});
 

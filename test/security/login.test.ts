@@ -23,25 +23,35 @@ describe('login pipeline', () => {
   let ctx: SecurityContext;
   const statements: string[] = [];
   let counting = false;
+  // the same, with the production rate limits on (PostgreSQL store)
+  let limitedHandle: DbHandle;
+  let limited: FastifyInstance;
 
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    const sql = postgres(database.url, {
+  function countingHandle(url: string): DbHandle {
+    const sql = postgres(url, {
       max: 5, onnotice: () => undefined,
       debug: (_conn, query) => {
         if (counting) statements.push(query);
       },
     });
-    handle = { url: database.url, sql, db: drizzle(sql, { schema }), close: () => sql.end({ timeout: 5 }) };
+    return { url, sql, db: drizzle(sql, { schema }), close: () => sql.end({ timeout: 5 }) };
+  }
+
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    handle = countingHandle(database.url);
     const config = testConfig({ DATABASE_URL: database.url });
     const clock = new TestClock();
     app = await buildApp(config, { db: handle, clock });
     await app.ready();
     ctx = securityContext(config, { db: handle, clock });
+    limitedHandle = countingHandle(database.url);
+    limited = await buildApp(testConfig({ DATABASE_URL: database.url, RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_STORE: 'postgres' }), { db: limitedHandle, clock });
+    await limited.ready();
   });
   afterAll(async () => {
-    await app.close();
-    await handle.close();
+    await Promise.all([app.close(), limited.close()]);
+    await Promise.all([handle.close(), limitedHandle.close()]);
     await database.drop();
   });
 
@@ -67,6 +77,21 @@ describe('login pipeline', () => {
     expect(res.json().user.login_count).toBe(1);
     const [attempt] = await ctx.db.select().from(loginAttempts).where(eq(loginAttempts.email, user.email.toLowerCase()));
     expect(attempt?.pending).toBe(0);
+  });
+
+  it('with the per-IP rate limits on (PostgreSQL store), the login is still 3 round trips plus the limiter\'s counters', async () => {
+    const user = await makeUser(ctx);
+    await Promise.all(Array.from({ length: 5 }, () => limitedHandle.sql`select pg_sleep(0.05)`));
+    statements.length = 0;
+    counting = true;
+    const res = await limited.inject({ method: 'POST', url: '/login', payload: { email: user.email, password: GOOD_PASSWORD } });
+    counting = false;
+    expect(res.statusCode, res.body).toBe(200);
+    const limiter = statements.filter((q) => /rate_limits/.test(q));
+    const pipeline = statements.filter((q) => !/rate_limits/.test(q));
+    expect(pipeline, pipeline.join('\n---\n')).toHaveLength(3);
+    expect(limiter.length).toBeGreaterThan(0);
+    console.log(`POST /login round trips: ${pipeline.length} (pipeline) + ${limiter.length} (rate limiter, RATE_LIMIT_STORE=postgres) = ${statements.length}`);
   });
 
   it('completeLogin opens no session, writes no success and updates no tracking while the address is locked', async () => {
