@@ -89,7 +89,7 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
         tags: TAG, operationId: 'confirmTwoFactorSetup', summary: 'Switch two-factor authentication on with a code from the app',
         security: [...SECURED, {}],
         description: 'Returns 10 recovery codes (shown once, stored hashed; each works once). Replaces an earlier ' +
-          'authenticator. Every other session of the user ends (as with a password change); this one stays. A token from a forced setup at login needs no session and also completes the login ' +
+          'authenticator. Every other session and personal access token of the user ends (as with a password change); this one stays. A token from a forced setup at login needs no session and also completes the login ' +
           '(user, token pair, csrf_token and the session cookie). 400 TWO_FACTOR_INVALID for a wrong code or a bad or expired token.',
         params: TfSetupTokenParam,
         body: TfCodeBody,
