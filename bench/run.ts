@@ -9,6 +9,7 @@
 import autocannon from 'autocannon';
 import bcrypt from 'bcrypt';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import path from 'node:path';
@@ -31,7 +32,8 @@ const OUT = process.env.BENCH_OUT ?? (process.env.BENCH_ONLY ? 'partial.json' : 
 const ROUNDS = Number(process.env.BCRYPT_LOG_ROUNDS ?? 12);
 const ONLY = process.env.BENCH_ONLY?.split(',').map((s) => s.trim()).filter(Boolean);
 const PASSWORD = 'Bench-Quiet-Harbor-93';
-const SECRETS = { SECRET_KEY: 'bench-secret-key-0123456789abcdef0123456789abcdef', SECURITY_PASSWORD_SALT: 'bench-password-salt-0123456789' };
+// production refuses secrets written in the repository: fresh random ones per run
+const SECRETS = { SECRET_KEY: randomBytes(32).toString('hex'), SECURITY_PASSWORD_SALT: randomBytes(32).toString('hex') };
 
 interface Row { scenario: string; rps: number; p50: number; p99: number; errors: number; non2xx: number; ratio?: number; note?: string }
 const rows: Row[] = [];

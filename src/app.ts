@@ -27,6 +27,7 @@ import userRoutes from './routes/users/index.js';
 import roleRoutes from './routes/roles/index.js';
 import orgRoutes from './routes/org/index.js';
 import auditRoutes from './routes/audit/index.js';
+import { trustProxyOption } from './security/client-address.js';
 
 export interface AppDeps {
   db: DbHandle;
@@ -80,8 +81,8 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       return typeof incoming === 'string' && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
     },
     bodyLimit: config.BODY_LIMIT,
-    // a hop count, an address list, or true (proxy-addr semantics)
-    trustProxy: config.TRUST_PROXY as boolean | string,
+    // true, a hop count (as a trust function: Fastify 5 ignores a numeric trustProxy), or an address list
+    trustProxy: trustProxyOption(config.TRUST_PROXY),
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
     ...(logs.pretty ? { logController: new OneLinePerRequest() } : {}),

@@ -4,6 +4,7 @@ import { Type, type Static } from 'typebox';
 import { Value } from 'typebox/value';
 import { existsSync, readFileSync } from 'node:fs';
 import { parse as parseDotenv } from 'dotenv';
+import { isIP } from 'node:net';
 
 const Bool = Type.Boolean();
 const Int = (min: number, max: number) => Type.Integer({ minimum: min, maximum: max });
@@ -119,6 +120,34 @@ type Profile = Env['NODE_ENV'];
 
 const DEV_SECRET_KEY = 'dev-only-insecure-secret-key-change-me';
 const DEV_PASSWORD_SALT = 'dev-only-insecure-password-salt';
+const TEST_SECRET_KEY = 'test-secret-key-of-reasonable-length-0123456789';
+const TEST_PASSWORD_SALT = 'test-password-salt';
+
+// ---- credentials (cred, issue 13): production secrets ----
+/**
+ * Every value of SECRET_KEY / SECRET_KEY_FALLBACKS / SECURITY_PASSWORD_SALT written anywhere in the
+ * repository (profile defaults, docker-compose.yml, .env.example, README, docs, bench, scripts,
+ * examples). Anyone can read them, so production refuses them. test/config-secrets.test.ts greps the
+ * shipped files for assignments of these keys and fails when one is missing here.
+ */
+export const SHIPPED_SECRET_VALUES: readonly string[] = [
+  DEV_SECRET_KEY, DEV_PASSWORD_SALT, TEST_SECRET_KEY, TEST_PASSWORD_SALT,
+  // docker-compose.yml before it required the values from the shell
+  'compose-local-only-secret-key-change-me-0123456789', 'compose-local-only-salt-change-me',
+  // .env.example placeholders
+  'change-me-to-64-random-characters', 'change-me-to-32-random-characters',
+  // bench/run.ts before it drew random secrets per run
+  'bench-secret-key-0123456789abcdef0123456789abcdef', 'bench-password-salt-0123456789',
+];
+/** The production minimum for SECRET_KEY, each SECRET_KEY_FALLBACKS entry and SECURITY_PASSWORD_SALT. */
+export const PRODUCTION_SECRET_MIN_LENGTH = 32;
+
+/** Why a production secret is refused, or null when it may be used. */
+export function productionSecretProblem(value: string): string | null {
+  if (value.length < PRODUCTION_SECRET_MIN_LENGTH) return `must be at least ${PRODUCTION_SECRET_MIN_LENGTH} characters in production`;
+  if (SHIPPED_SECRET_VALUES.some((v) => v === value.trim())) return 'is a value published in this repository; generate your own (openssl rand -hex 32)';
+  return null;
+}
 
 const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   HOST: '127.0.0.1',
@@ -216,8 +245,8 @@ const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
     LOG_LEVEL: 'silent',
     BCRYPT_LOG_ROUNDS: 4,
     SEED_ON_START: false,
-    SECRET_KEY: 'test-secret-key-of-reasonable-length-0123456789',
-    SECURITY_PASSWORD_SALT: 'test-password-salt',
+    SECRET_KEY: TEST_SECRET_KEY,
+    SECURITY_PASSWORD_SALT: TEST_PASSWORD_SALT,
     RATE_LIMIT_ENABLED: false,
     // Tests run delivery passes themselves (deliverPending) against their own SMTP server.
     OUTBOX_WORKER_ENABLED: false,
@@ -257,7 +286,8 @@ export type Config = Readonly<
   Record<DurationKey, number> &
   Record<RateKey, RateLimit> &
   Record<ListKey, readonly string[]> & {
-    TRUST_PROXY: boolean | number | string;
+    /** false, true, a hop count, or proxy addresses / CIDR ranges (security/client-address.ts trustProxyOption) */
+    TRUST_PROXY: boolean | number | readonly string[];
     /** true when SECRET_KEY / SECURITY_PASSWORD_SALT are the built-in development values */
     usingDevSecrets: boolean;
   }
@@ -287,11 +317,41 @@ function parseList(value: string): string[] {
   return value.split(',').map((s) => s.trim()).filter(Boolean);
 }
 
-function parseTrustProxy(value: string): boolean | number | string {
+const NAMED_PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/** Whether an entry of TRUST_PROXY's list is an address, a CIDR range or one of proxy-addr's names. */
+export function isProxyAddressEntry(entry: string): boolean {
+  if (NAMED_PROXY_RANGES.has(entry)) return true;
+  const [addr, prefix, extra] = entry.split('/');
+  if (extra !== undefined || !addr) return false;
+  const family = isIP(addr);
+  if (!family) return false;
+  if (prefix === undefined) return true;
+  if (!/^[0-9]{1,3}$/.test(prefix)) return false;
+  return Number(prefix) <= (family === 4 ? 32 : 128);
+}
+
+/**
+ * TRUST_PROXY: empty or "false" (trust no proxy), "true" (trust every hop: only behind a proxy that
+ * overwrites X-Forwarded-For), a hop count N (the client is the Nth address of X-Forwarded-For from
+ * the right), or a comma-separated list of proxy addresses / CIDR ranges (also loopback, linklocal,
+ * uniquelocal). Anything else refuses to start.
+ */
+function parseTrustProxy(raw: string): boolean | number | string[] {
+  const value = raw.trim();
   if (value === '' || value === 'false') return false;
   if (value === 'true') return true;
-  if (/^[0-9]+$/.test(value)) return Number(value);
-  return value; // comma-separated addresses / CIDRs, passed to Fastify's trustProxy
+  if (/^[0-9]+$/.test(value)) {
+    const hops = Number(value);
+    if (hops > 32) throw new ConfigError(`TRUST_PROXY: a hop count must be 0–32 (got ${value})`);
+    return hops === 0 ? false : hops;
+  }
+  const entries = value.split(',').map((e) => e.trim());
+  const bad = entries.filter((e) => !isProxyAddressEntry(e));
+  if (bad.length) {
+    throw new ConfigError(`TRUST_PROXY: expected true, false, a hop count, or a comma-separated list of proxy addresses / CIDR ranges (got ${JSON.stringify(bad[0])})`);
+  }
+  return entries;
 }
 
 function coerce(key: string, raw: string): unknown {
@@ -334,8 +394,17 @@ export function loadConfig(env: Record<string, string | undefined> = readEnviron
   }
   const e = merged as Env;
   if (profile === 'production') {
-    if (e.SECRET_KEY.length < 32) throw new ConfigError('SECRET_KEY: required in production, at least 32 characters');
-    if (e.SECURITY_PASSWORD_SALT.length < 16) throw new ConfigError('SECURITY_PASSWORD_SALT: required in production, at least 16 characters');
+    if (!e.SECRET_KEY) throw new ConfigError('SECRET_KEY: required in production (32 or more random characters)');
+    if (!e.SECURITY_PASSWORD_SALT) throw new ConfigError('SECURITY_PASSWORD_SALT: required in production (32 or more random characters)');
+    const secrets: [string, string][] = [
+      ['SECRET_KEY', e.SECRET_KEY],
+      ...parseList(e.SECRET_KEY_FALLBACKS).map((v, i): [string, string] => [`SECRET_KEY_FALLBACKS (entry ${i + 1})`, v]),
+      ['SECURITY_PASSWORD_SALT', e.SECURITY_PASSWORD_SALT],
+    ];
+    for (const [key, value] of secrets) {
+      const problem = productionSecretProblem(value);
+      if (problem) throw new ConfigError(`${key}: ${problem}`);
+    }
   }
   if (e.SECRET_KEY.length < 16) throw new ConfigError('SECRET_KEY: must be at least 16 characters');
   if (e.SECURITY_PASSWORD_SALT.length < 8) throw new ConfigError('SECURITY_PASSWORD_SALT: must be at least 8 characters');

@@ -24,7 +24,7 @@ describe('loadConfig', () => {
   });
 
   it('production turns on confirmable, generic responses, secure cookies, complexity and 2FA roles', () => {
-    const c = loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(40), SECURITY_PASSWORD_SALT: 's'.repeat(20) });
+    const c = loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(40), SECURITY_PASSWORD_SALT: 's'.repeat(32) });
     expect(c.SECURITY_CONFIRMABLE).toBe(true);
     expect(c.SECURITY_SEND_REGISTER_EMAIL).toBe(true);
     expect(c.SECURITY_RETURN_GENERIC_RESPONSES).toBe(true);
@@ -36,7 +36,7 @@ describe('loadConfig', () => {
 
   it('a value set explicitly always wins over the profile default', () => {
     const c = loadConfig({
-      NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(40), SECURITY_PASSWORD_SALT: 's'.repeat(20),
+      NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(40), SECURITY_PASSWORD_SALT: 's'.repeat(32),
       SECURITY_CONFIRMABLE: 'false', SESSION_COOKIE_SECURE: '0', SECURITY_TWO_FACTOR_REQUIRED_ROLES: '',
     });
     expect(c.SECURITY_CONFIRMABLE).toBe(false);

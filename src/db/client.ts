@@ -353,7 +353,11 @@ export interface DbHandle {
  * Retiring the whole instance, rather than killing its sockets, leaves no connection of postgres.js
  * half-reset.
  */
-export function connect(url: string, opts: { max?: number; timeouts?: Partial<DbTimeouts> } = {}): DbHandle {
+export function connect(url: string, opts: {
+  max?: number; timeouts?: Partial<DbTimeouts>;
+  /** postgres.js's debug hook: sees every statement sent (tests count round trips with it) */
+  debug?: (connection: number, query: string, parameters: unknown[]) => void;
+} = {}): DbHandle {
   const t = { ...DEFAULT_DB_TIMEOUTS, ...opts.timeouts };
   const breaker = new Breaker(url, t);
   const connection: Record<string, string> = { application_name: 'county-services' };
@@ -379,6 +383,7 @@ export function connect(url: string, opts: { max?: number; timeouts?: Partial<Db
       backoff: breaker.backoff,
       connection,
       socket: breaker.poolSocket(() => own.options, sockets),
+      ...(opts.debug ? { debug: opts.debug } : {}),
     } as postgres.Options<Record<string, never>>);
     own.options = sql.options;
     const first = original.sql;

@@ -8,10 +8,12 @@
 // The counters live in PostgreSQL by default (a custom store: one atomic upsert per check), so any
 // number of instances behind one address enforce one budget per client. RATE_LIMIT_STORE=memory
 // keeps them in this process (one instance only). Redis is not supported (REDIS_URL is ignored):
-// PostgreSQL is the shared store. The client address is request.ip: X-Forwarded-For counts only
-// with TRUST_PROXY.
+// PostgreSQL is the shared store. The client address is request.ip (X-Forwarded-For counts only
+// with TRUST_PROXY), keyed by security/client-address.ts clientKey: IPv4-mapped, NAT64 and 6to4
+// addresses as their IPv4 client, other IPv6 per /64.
 import fp from 'fastify-plugin';
-import rateLimit, { normalizeIP, type FastifyRateLimitStore } from '@fastify/rate-limit';
+import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
+import { clientKey } from '../security/client-address.js';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { RateLimit } from '../config.js';
 import { AppError } from '../errors.js';
@@ -131,8 +133,8 @@ async function rateLimitPlugin(app: FastifyInstance) {
       max: rate.max,
       timeWindow: rate.windowSeconds * 1000,
       keyGenerator: name === 'global'
-        ? (req: FastifyRequest) => `global:${normalizeIP(req.ip)}`
-        : (req: FastifyRequest) => `${name}:${req.routeOptions.url ?? ''}:${normalizeIP(req.ip)}`,
+        ? (req: FastifyRequest) => `global:${clientKey(req.ip)}`
+        : (req: FastifyRequest) => `${name}:${req.routeOptions.url ?? ''}:${clientKey(req.ip)}`,
     });
     return async (req: FastifyRequest): Promise<Outcome | null> => {
       const r = await check(req);

@@ -4,6 +4,7 @@ import type { AuditSource } from '../security/audit.js';
 import type { ClientInfo } from '../security/auth.js';
 import { scopeOf, type Actor } from '../security/users.js';
 import { userPrincipal } from '../security/delegation.js';
+import { clientAddress } from '../security/client-address.js';
 
 /** The User-Agent header as sent (the one place it is read), or null. */
 export function userAgentOf(request: { headers: Record<string, unknown> }): string | null {
@@ -13,7 +14,7 @@ export function userAgentOf(request: { headers: Record<string, unknown> }): stri
 
 /** IP and user agent of the client that opens a session or a personal token. */
 export function clientInfo(request: { ip: string; headers: Record<string, unknown> }): ClientInfo {
-  return { ip: request.ip ?? null, userAgent: userAgentOf(request) };
+  return { ip: clientAddress(request.ip), userAgent: userAgentOf(request) };
 }
 
 /** Actor, IP, user agent and request id of a request; `actorId` defaults to the authenticated user. */

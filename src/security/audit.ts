@@ -25,7 +25,7 @@ export const AUDIT_ACTIONS = [
   'password.reset_requested', 'password.reset', 'password.changed', 'email.confirmed', 'email.change_requested',
   'email.changed', 'session.verified', 'token.created', 'token.revoked',
   'account.locked', 'login.second_factor_required', 'login.second_factor_setup_required',
-  'tf.enabled', 'tf.disabled', 'tf.recovery_codes_regenerated', 'tf.recovery_code_used',
+  'tf.enabled', 'tf.disabled', 'tf.recovery_codes_regenerated', 'tf.recovery_code_used', 'secret_check.failed',
   'user.created.denied', 'user.updated.denied', 'user.activated.denied', 'user.deactivated.denied', 'user.unlocked.denied',
   'user.access_reset.denied', 'user.roles_changed.denied', 'user.password_set.denied',
   'role.created.denied', 'role.updated.denied', 'role.deleted.denied',
@@ -68,6 +68,10 @@ function scrub(value: unknown, depth = 0): unknown {
   }
   return value;
 }
+
+/** An event's details as they are stored (credential-like keys dropped, long strings cut). */
+export const scrubDetails = (details: Record<string, unknown> | undefined): Record<string, unknown> =>
+  scrub(details ?? {}) as Record<string, unknown>;
 
 /**
  * Appends one event. Pass the transaction as `db` when the event belongs to a change, so the change and

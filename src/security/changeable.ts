@@ -10,16 +10,27 @@ import { createSession, type NewSession } from './sessions.js';
 import { fingerprintMatches, linkClaims, linkInvalid, linkLifetime, verifyLink } from './links.js';
 import { enqueueMail } from './outbox.js';
 import { normalizePassword } from './passwords.js';
+import { checkSecret } from './lockout.js';
+import { NO_SOURCE, type AuditSource } from './audit.js';
 
-/** The caller's password, checked with the same bcrypt work as a login; wrong → a field error. */
-async function requirePassword(ctx: SecurityContext, user: UserRecord, password: string, field = 'password', message = 'Password is incorrect') {
-  const { ok } = await ctx.passwords.verify(password, user.password);
-  if (!ok) throw validationError({ [field]: [message] });
+/**
+ * The caller's password, checked with the same bcrypt work as a login; wrong → a field error. It is a
+ * counted secret check (security/lockout.ts checkSecret): a wrong one counts toward the account's
+ * lockout like a failed login, and while the account is locked the live session gets 429
+ * ACCOUNT_LOCKED here before the password is looked at (the session itself is not killed).
+ */
+async function requirePassword(ctx: SecurityContext, user: UserRecord, password: string, field = 'password',
+  message = 'Password is incorrect', source: AuditSource = NO_SOURCE) {
+  await checkSecret(ctx, {
+    email: user.email, source, userId: user.id, check: 'current_password',
+    verify: async () => (await ctx.passwords.verify(password, user.password)).ok,
+    wrong: () => validationError({ [field]: [message] }),
+  });
 }
 
 /** POST /verify: re-authentication. The session's last primary authentication becomes now. */
-export async function verifySession(ctx: SecurityContext, user: UserRecord, sessionId: string, password: string): Promise<void> {
-  await requirePassword(ctx, user, password);
+export async function verifySession(ctx: SecurityContext, user: UserRecord, sessionId: string, password: string, source: AuditSource = NO_SOURCE): Promise<void> {
+  await requirePassword(ctx, user, password, 'password', 'Password is incorrect', source);
   await ctx.db.update(sessions).set({ fsPaa: ctx.clock.now() })
     .where(and(eq(sessions.id, sessionId), eq(sessions.userId, user.id), isNull(sessions.revokedAt)));
 }
@@ -29,8 +40,9 @@ export async function verifySession(ctx: SecurityContext, user: UserRecord, sess
  * revoked); the caller gets a new session (fresh: they just gave their password). One transaction,
  * with the notice.
  */
-export async function changePassword(ctx: SecurityContext, user: UserRecord, current: string, next: string, client: ClientInfo): Promise<NewSession & { user: UserRecord }> {
-  await requirePassword(ctx, user, current, 'password', 'Current password is incorrect');
+export async function changePassword(ctx: SecurityContext, user: UserRecord, current: string, next: string, client: ClientInfo,
+  source: AuditSource = NO_SOURCE, opts: { remember?: boolean } = {}): Promise<NewSession & { user: UserRecord }> {
+  await requirePassword(ctx, user, current, 'password', 'Current password is incorrect', source);
   if (normalizePassword(next) === normalizePassword(current)) {
     throw validationError({ new_password: ['The new password must differ from the current one'] });
   }
@@ -46,7 +58,8 @@ export async function changePassword(ctx: SecurityContext, user: UserRecord, cur
     if (ctx.config.SECURITY_SEND_PASSWORD_CHANGE_EMAIL) {
       await enqueueMail(ctx, tx, { template: 'password_changed', recipient: locked.email, userId: user.id });
     }
-    return createSession(ctx, { userId: user.id, ip: client.ip, userAgent: client.userAgent, fsPaa: now }, tx);
+    // a remembered login stays remembered: the new session (and its cookie) keeps the flag
+    return createSession(ctx, { userId: user.id, ip: client.ip, userAgent: client.userAgent, fsPaa: now, remember: opts.remember ?? false }, tx);
   });
   return { ...created, user: (await findUser(ctx.db, { id: user.id }))! };
 }
@@ -55,8 +68,9 @@ export async function changePassword(ctx: SecurityContext, user: UserRecord, cur
  * POST /change-email: a link to the new address (which proves it) and a notice to the current one.
  * A taken address is 409 EMAIL_TAKEN, or, with generic responses, the same 202 with no link.
  */
-export async function requestEmailChange(ctx: SecurityContext, user: UserRecord, newEmail: string, password: string): Promise<void> {
-  await requirePassword(ctx, user, password);
+export async function requestEmailChange(ctx: SecurityContext, user: UserRecord, newEmail: string, password: string,
+  source: AuditSource = NO_SOURCE): Promise<void> {
+  await requirePassword(ctx, user, password, 'password', 'Password is incorrect', source);
   const email = normalizeEmail(newEmail);
   if (email.toLowerCase() === user.email.toLowerCase()) throw validationError({ email: ['This is already your email address'] });
   const taken = (await findUser(ctx.db, { email })) !== null;

@@ -4,7 +4,7 @@
 //
 // The key is derived from SECRET_KEY per purpose, so a token of one purpose never passes as another
 // (SECRET_KEY_FALLBACKS still verify). The claims name the user, the purpose, the issue time and a
-// fingerprint of the account state the link is bound to (email, password hash, …): using the link
+// fingerprint of the account state the link is bound to (email, password hash, fs_uniquifier): using the link
 // changes that state, and so does any password change, which kills the link. Hence single-use
 // without a table of used tokens. Expiry is checked against the injected clock.
 import { createHmac } from 'node:crypto';
@@ -41,13 +41,16 @@ const keysFor = (config: Config, purpose: LinkPurpose): Buffer[] => purposeKeyBy
 
 /**
  * The state a link of this purpose is bound to: when any of it changes, the link dies. Keyed like
- * the MAC (the signing key; on verification any key of the rotation), so it reveals nothing.
+ * the MAC (the signing key; on verification any key of the rotation), so it reveals nothing. Every
+ * purpose includes per-account state the key alone does not give (the password hash and the
+ * fs_uniquifier, neither ever sent to a client), so a leaked SECRET_KEY does not let anyone confirm
+ * an address, or move an account to one, without that state.
  */
 export function linkFingerprint(config: Config, purpose: LinkPurpose, user: Pick<UserRow, 'email' | 'password' | 'fsUniquifier'>,
   key: Buffer = keysFor(config, purpose)[0]!): string {
   const parts = purpose === 'confirm'
-    // confirming is idempotent; the link only has to die when the address changes
-    ? [user.email.toLowerCase()]
+    // confirming is idempotent; the link dies when the address changes, or with logout-all / reset-access
+    ? [user.email.toLowerCase(), user.password, user.fsUniquifier]
     : purpose === 'reset'
       ? [user.email.toLowerCase(), user.password]
       // a pending address change also dies with logout-all / reset-access (a new fs_uniquifier)

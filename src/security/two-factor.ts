@@ -14,15 +14,15 @@
 // Users of SECURITY_TWO_FACTOR_REQUIRED_ROLES without 2FA get a tf_token of purpose "setup" at login:
 // it allows POST /tf-setup (in place of a session) and the confirming POST /tf-setup/{token}, which
 // then completes the login.
-import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, eq, gt, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { generateSecret, generateURI, verify as verifyTotp } from 'otplib';
 import QRCode from 'qrcode';
-import { twoFactorChallenges, users, type TfPurpose, type TwoFactorChallengeRow } from '../db/schema/index.js';
+import { sessions, twoFactorChallenges, users, type TfPurpose, type TwoFactorChallengeRow } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, type UserRecord } from './datastore.js';
-import { assertNotLocked, recordLoginFailure } from './lockout.js';
+import { reserveAttempt, settleFailure, settleNeutral, type Attempt } from './lockout.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { open, seal } from './secret-box.js';
 import { safeEqual } from './tokens.js';
@@ -192,23 +192,34 @@ async function consume(ctx: SecurityContext, id: string, db: SecurityContext['db
 }
 
 /**
- * POST /tf-validate: the second step of a login. Returns the user and the login's `remember` choice
- * when the code is right; the caller opens the session. The address's lockout applies first.
+ * POST /tf-validate: the second step of a login. The code is a counted secret check: the address's
+ * slot is reserved first (429 ACCOUNT_LOCKED while locked), a wrong code counts as a failure. Returns
+ * the user, the login's `remember` choice and the reservation; the caller (security/login.ts)
+ * completes the login with it.
  */
 export async function validateTwoFactorLogin(ctx: SecurityContext, token: string, code: string, source: AuditSource = NO_SOURCE):
-Promise<{ user: UserRecord; remember: boolean; method: 'totp' | 'recovery' }> {
+Promise<{ user: UserRecord; remember: boolean; method: 'totp' | 'recovery'; attempt: Attempt }> {
   const { challenge, user } = await liveChallenge(ctx, token, 'login');
-  await assertNotLocked(ctx, user.email);
   if (!twoFactorEnabled(user)) throw tokenDead();
-  await takeAttempt(ctx, challenge.id);
-  const method = await verifyTwoFactorCode(ctx, user, code, source);
+  const attempt = await reserveAttempt(ctx, user.email);
+  let method: 'totp' | 'recovery' | null;
+  try {
+    await takeAttempt(ctx, challenge.id);
+    method = await verifyTwoFactorCode(ctx, user, code, source);
+  } catch (err) {
+    await settleNeutral(ctx, attempt);
+    throw err;
+  }
   if (!method) {
-    await recordLoginFailure(ctx, user.email, source);
+    await settleFailure(ctx, attempt, source);
     await audit(ctx, { ...source, action: 'login.failed', targetUserId: user.id, details: { email: user.email, reason: 'bad_second_factor' } });
     throw twoFactorInvalid();
   }
-  if (!(await consume(ctx, challenge.id))) throw tokenDead();
-  return { user, remember: challenge.remember, method };
+  if (!(await consume(ctx, challenge.id))) {
+    await settleNeutral(ctx, attempt);
+    throw tokenDead();
+  }
+  return { user, remember: challenge.remember, method, attempt };
 }
 
 // ---- setup ----
@@ -254,7 +265,7 @@ export interface SetupDone {
  * that user's session (`authUserId`); one from a forced setup needs none and completes the login.
  */
 export async function confirmSetup(ctx: SecurityContext, setupToken: string, code: string, authUserId: number | null,
-  source: AuditSource = NO_SOURCE): Promise<SetupDone> {
+  source: AuditSource = NO_SOURCE, authSessionId: string | null = null): Promise<SetupDone> {
   const raw = open(ctx.config, 'tf-setup', setupToken);
   let claims: SetupClaims | null = null;
   try {
@@ -294,13 +305,28 @@ export async function confirmSetup(ctx: SecurityContext, setupToken: string, cod
       tfPrimaryMethod: TF_METHOD, tfTotpSecret: sealTotpSecret(ctx, user.id, claims.s), tfTotpLastStep: step,
       tfRecoveryCodes: hashes, updatedAt: now,
     }).where(eq(users.id, user.id));
+    // Like a password change: every other session of the user (opened without this factor, perhaps
+    // by someone else) ends, and so do pending logins; this client's session stays.
+    await tx.update(sessions).set({ revokedAt: now, revokedReason: 'tf_enabled' }).where(and(
+      eq(sessions.userId, user.id), isNull(sessions.revokedAt), authSessionId ? ne(sessions.id, authSessionId) : sql`true`,
+    ));
+    await tx.delete(twoFactorChallenges).where(and(eq(twoFactorChallenges.userId, user.id),
+      claims.c !== null ? ne(twoFactorChallenges.id, claims.c) : sql`true`));
     await audit(ctx, { ...source, action: 'tf.enabled', targetUserId: user.id, details: { method: TF_METHOD, forced: claims.c !== null } }, tx);
   });
   return { user: (await findUser(ctx.db, { id: user.id }))!, recoveryCodes: codes, login: claims.c === null ? null : { remember } };
 }
 
-/** POST /tf-disable: 2FA off, its secret and recovery codes gone, pending 2FA logins dead. */
-export async function disableTwoFactor(ctx: SecurityContext, userId: number, source: AuditSource = NO_SOURCE): Promise<void> {
+/**
+ * POST /tf-disable: 2FA off, its secret and recovery codes gone, pending 2FA logins dead. A user
+ * whose role is in SECURITY_TWO_FACTOR_REQUIRED_ROLES cannot switch it off: 403 FORBIDDEN (an admin's
+ * reset-access still can, for a lost device).
+ */
+export async function disableTwoFactor(ctx: SecurityContext, user: UserRecord, source: AuditSource = NO_SOURCE): Promise<void> {
+  if (twoFactorRequired(ctx, user)) {
+    throw new AppError(403, 'FORBIDDEN', 'Your role requires two-factor authentication; it cannot be switched off');
+  }
+  const userId = user.id;
   await ctx.db.transaction(async (tx) => {
     await tx.update(users).set({ ...TWO_FACTOR_CLEARED, updatedAt: ctx.clock.now() }).where(eq(users.id, userId));
     await tx.delete(twoFactorChallenges).where(eq(twoFactorChallenges.userId, userId));

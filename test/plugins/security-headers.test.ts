@@ -91,7 +91,7 @@ describe('HSTS in production', () => {
   it('Strict-Transport-Security: max-age one year, includeSubDomains', async () => {
     const config = loadConfig({
       NODE_ENV: 'production', DATABASE_URL: database.url, LOG_LEVEL: 'silent', BCRYPT_LOG_ROUNDS: '4',
-      SECRET_KEY: 'production-test-secret-key-0123456789abcdef', SECURITY_PASSWORD_SALT: 'production-test-salt-0123',
+      SECRET_KEY: 'production-test-secret-key-0123456789abcdef', SECURITY_PASSWORD_SALT: 'production-test-salt-0123456789abcdef',
       OUTBOX_WORKER_ENABLED: 'false', RATE_LIMIT_ENABLED: 'false',
     });
     const db = connect(database.url, { max: 2 });

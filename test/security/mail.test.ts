@@ -91,7 +91,7 @@ describe('mail building blocks', () => {
     const log = { info: () => undefined, warn: () => undefined };
     expect(createMailTransport(testConfig({ MAIL_SERVER: 'smtp.example', MAIL_PORT: '2525' }), log)).toMatchObject({ kind: 'smtp', description: 'smtp://smtp.example:2525' });
     expect(createMailTransport(testConfig({ DATA_DIR: '/tmp/x' }), log)).toMatchObject({ kind: 'file', description: path.resolve('/tmp/x/outbox') });
-    const prod = loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(40), SECURITY_PASSWORD_SALT: 's'.repeat(20) });
+    const prod = loadConfig({ NODE_ENV: 'production', SECRET_KEY: 'k'.repeat(40), SECURITY_PASSWORD_SALT: 's'.repeat(32) });
     expect(createMailTransport(prod, log)).toBeNull();
     expect(() => createMailTransport(testConfig({ MAIL_SERVER: 'smtp.example', MAIL_DEFAULT_SENDER: 'not an address' }), log)).toThrow(/MAIL_DEFAULT_SENDER/);
   });

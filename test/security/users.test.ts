@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NO_SOURCE } from '../../src/security/audit.js';
-import { lockoutStatus, recordLoginFailure } from '../../src/security/lockout.js';
+import { lockoutStatus, reserveAttempt, settleFailure } from '../../src/security/lockout.js';
 import {
   deactivateAccount, GLOBAL_SCOPE, unlockAccount, listUsersJson, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
 } from '../../src/security/users.js';
@@ -84,7 +84,7 @@ describe('security/users', () => {
 
   it('unlockAccount lifts the lock and writes its audit row in one transaction: when the audit row fails, the lock stays', async () => {
     const u = await makeUser(t.ctx);
-    for (let i = 0; i < t.config.SECURITY_LOCKOUT_THRESHOLD; i++) await recordLoginFailure(t.ctx, u.email);
+    for (let i = 0; i < t.config.SECURITY_LOCKOUT_THRESHOLD; i++) await settleFailure(t.ctx, await reserveAttempt(t.ctx, u.email));
     expect((await lockoutStatus(t.ctx, u.email)).locked).toBe(true);
     // PostgreSQL refuses a NUL in text: the audit insert fails inside the transaction
     await expect(unlockAccount(t.ctx, { ...actor(null), ip: 'bad\u0000ip' }, u.id)).rejects.toThrow();

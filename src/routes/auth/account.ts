@@ -151,28 +151,33 @@ export default async function accountRoutes(root: FastifyInstance) {
       preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'changePassword', summary: 'Change your password', security: SECURED,
-        description: 'Every other session and token dies; this client gets a new token pair and cookie (the login answer). ' +
+        description: 'Every other session and token dies; this client gets a new token pair and cookie (the login answer; the cookie ' +
+          'is persistent when the login was made with remember:true). Wrong current passwords count toward the account lockout ' +
+          '(429 ACCOUNT_LOCKED while locked). ' +
           'A wrong current password is a field error on `password`; the new one must differ and pass the policy. A notice is emailed.',
         body: ChangePasswordBody,
         response: { 200: LoginResponse, ...bodyErrors(401, 403, 404) },
       },
     }, async (request, reply) => {
-      const r = await changePassword(ctx, auth(request).user, request.body.password, request.body.new_password, clientInfo(request));
+      const a = auth(request);
+      const r = await changePassword(ctx, a.user, request.body.password, request.body.new_password, clientInfo(request), auditSource(request),
+        { remember: a.session.remember });
       await audit(ctx, { ...auditSource(request), action: 'password.changed', targetUserId: r.user.id });
-      return tokenResponse(reply, r.user, r.session, r.refreshToken);
+      return tokenResponse(reply, r.user, r.session, r.refreshToken, r.session.remember);
     });
 
     s.post(`${prefix}/verify`, {
       preHandler: interactiveOnly,
       schema: {
         tags: TAG, operationId: 'verifyPassword', summary: 'Re-authenticate: mark this session fresh', security: SECURED,
-        description: `Needed before sensitive actions when the last password entry is older than SECURITY_FRESHNESS (401 REAUTH_REQUIRED).`,
+        description: 'Needed before sensitive actions when the last password entry is older than SECURITY_FRESHNESS (401 REAUTH_REQUIRED). ' +
+          'A wrong password is a field error and counts toward the account lockout; while the account is locked: 429 ACCOUNT_LOCKED.',
         body: VerifyBody,
         response: { 200: MessageResponse, ...bodyErrors(401, 403) },
       },
     }, async (request) => {
       const a = auth(request);
-      await verifySession(ctx, a.user, a.session.id, request.body.password);
+      await verifySession(ctx, a.user, a.session.id, request.body.password, auditSource(request));
       await audit(ctx, { ...auditSource(request), action: 'session.verified', targetUserId: a.user.id });
       return { message: 'Verified' };
     });
@@ -181,13 +186,14 @@ export default async function accountRoutes(root: FastifyInstance) {
       preHandler: [interactiveOnly, fresh(config.SECURITY_FRESHNESS, () => ctx.clock.now())],
       schema: {
         tags: TAG, operationId: 'requestEmailChange', summary: 'Change your email address (a link goes to the new one)', security: SECURED,
-        description: 'Needs a fresh session (else 401 REAUTH_REQUIRED; see POST /verify). Sends a link to the new address and a notice ' +
+        description: 'Needs a fresh session (else 401 REAUTH_REQUIRED; see POST /verify). A wrong password counts toward the account lockout ' +
+          '(429 ACCOUNT_LOCKED while locked). Sends a link to the new address and a notice ' +
           'to the current one; nothing changes until the link is used. 409 EMAIL_TAKEN (202 with SECURITY_RETURN_GENERIC_RESPONSES).',
         body: ChangeEmailBody,
         response: { 202: MessageResponse, ...bodyErrors(401, 403, 409) },
       },
     }, async (request, reply) => {
-      await requestEmailChange(ctx, auth(request).user, request.body.email, request.body.password);
+      await requestEmailChange(ctx, auth(request).user, request.body.email, request.body.password, auditSource(request));
       await audit(ctx, { ...auditSource(request), action: 'email.change_requested', targetUserId: auth(request).user.id, details: { new_email: request.body.email } });
       return reply.code(202).send({ message: 'Check the new address for a confirmation link.' });
     });
