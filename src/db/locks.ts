@@ -24,3 +24,12 @@ export async function advisoryXactLock(tx: Executor, lock: AdvisoryLock, subKey?
   const id = ADVISORY_LOCKS[lock];
   await tx.execute(subKey === undefined ? sql`select pg_advisory_xact_lock(${id})` : sql`select pg_advisory_xact_lock(${id}, ${subKey})`);
 }
+
+type Tagged = (strings: TemplateStringsArray, ...values: number[]) => PromiseLike<unknown>;
+
+/**
+ * Session-level form, for the start-up lock only: held on one connection (postgres.js `sql` or a
+ * reserved connection) across several transactions, until unlocked or the connection ends.
+ */
+export const advisorySessionLock = (sql: Tagged, lock: AdvisoryLock) => sql`select pg_advisory_lock(${ADVISORY_LOCKS[lock]})`;
+export const advisorySessionUnlock = (sql: Tagged, lock: AdvisoryLock) => sql`select pg_advisory_unlock(${ADVISORY_LOCKS[lock]})`;

@@ -10,11 +10,11 @@ import { fileURLToPath } from 'node:url';
 import type { Database, DbHandle } from './client.js';
 import * as schema from './schema/index.js';
 import { describeDatabaseError } from '../errors.js';
-import { ADVISORY_LOCKS } from './locks.js';
+import { ADVISORY_LOCKS, advisorySessionLock, advisorySessionUnlock } from './locks.js';
 
 export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../migrations');
 
-/** pg_advisory_lock key of the start-up (migrations + seed). */
+/** The advisory lock of the start-up (migrations + seed): db/locks.ts, session-level. */
 export const STARTUP_LOCK = ADVISORY_LOCKS.startup;
 /** How long an instance waits for another one's start-up before giving up, seconds. */
 const STARTUP_LOCK_WAIT = 120;
@@ -35,7 +35,7 @@ export async function withStartupLock<T>(url: string, fn: (db: Database) => Prom
   try {
     try {
       await sql`select set_config('lock_timeout', ${`${STARTUP_LOCK_WAIT}s`}, false)`;
-      await sql`select pg_advisory_lock(${STARTUP_LOCK})`;
+      await advisorySessionLock(sql, 'startup');
       await sql`select set_config('lock_timeout', '0', false)`;
     } catch (err) {
       throw wrap('taking the start-up lock', err);
@@ -43,7 +43,7 @@ export async function withStartupLock<T>(url: string, fn: (db: Database) => Prom
     try {
       return await fn(drizzle(sql, { schema }));
     } finally {
-      await sql`select pg_advisory_unlock(${STARTUP_LOCK})`.catch(() => undefined);
+      await Promise.resolve(advisorySessionUnlock(sql, 'startup')).catch(() => undefined);
     }
   } finally {
     await sql.end({ timeout: 5 }).catch(() => undefined);
@@ -69,11 +69,11 @@ export async function runMigrations(target: DbHandle | Database, opts: { locked?
   const db = target as Database;
   const reserved = await (db as unknown as { $client: postgres.Sql }).$client.reserve();
   try {
-    await reserved`select pg_advisory_lock(${STARTUP_LOCK})`;
+    await advisorySessionLock(reserved, 'startup');
     try {
       await applyMigrations(db);
     } finally {
-      await reserved`select pg_advisory_unlock(${STARTUP_LOCK})`.catch(() => undefined);
+      await Promise.resolve(advisorySessionUnlock(reserved, 'startup')).catch(() => undefined);
     }
   } finally {
     reserved.release();
