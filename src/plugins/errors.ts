@@ -37,7 +37,8 @@ function friendly(issue: ValidationIssue): string {
 
 /** TypeBox/Ajv issues → `fields` keyed by the dotted path of the offending member ("" = whole body). */
 export function toFieldErrors(issues: ValidationIssue[]): FieldErrors {
-  const fields: FieldErrors = {};
+  // No prototype: an unknown member may be called "constructor" or "__proto__" (found by the fuzzer).
+  const fields: FieldErrors = Object.create(null) as FieldErrors;
   const add = (key: string, msg: string) => {
     const list = (fields[key] ??= []);
     if (!list.includes(msg)) list.push(msg);

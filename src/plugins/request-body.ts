@@ -47,6 +47,13 @@ async function requestBodyPlugin(app: FastifyInstance) {
     done(new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Request bodies must be application/json'), undefined);
   });
 
+  // A body-less operation ignores the Content-Type (even an unparseable one, which Fastify would
+  // answer 415 before any parser): its body, if any, goes to the catch-all parser below.
+  app.addHook('preParsing', async (request, _reply, payload) => {
+    if (!bodySchema(request) && request.headers['content-type'] !== undefined) delete request.headers['content-type'];
+    return payload;
+  });
+
   // No body at all on an operation whose body is optional: validate it as {}.
   app.addHook('preValidation', async (request) => {
     if (request.body === undefined && isOptionalBody(bodySchema(request))) request.body = {};
