@@ -117,7 +117,12 @@ export type Mutation =
   | { kind: 'nastyQuery'; pick: number; value: string }
   | { kind: 'rawQuery'; query: string }
   | { kind: 'noBody' }
-  | { kind: 'headers'; headers: Record<string, string> };
+  | { kind: 'headers'; headers: Record<string, string> }
+  /** one character slipped into an otherwise valid string (body member, query or path parameter) */
+  | { kind: 'inject'; where: 'body' | 'query' | 'path'; pick: number; at: number; char: string };
+
+/** What PostgreSQL, a log line, a mail header or a terminal must never receive raw. */
+export const INJECTED_CHARS = ['\u0000', '\u0001', '\u0008', '\t', '\n', '\r\n', '\u001b[2J', '\u007f', '\u0085', '\u009b', '\ud800', '\udc00', '\ufffd'];
 
 const nastyString = fc.oneof(
   { weight: 4, arbitrary: fc.constantFrom(...NASTY_STRINGS) },
@@ -128,6 +133,7 @@ const nastyString = fc.oneof(
 
 export const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 6, arbitrary: fc.constant({ kind: 'valid' as const }) },
+  { weight: 12, arbitrary: fc.record({ kind: fc.constant('inject' as const), where: fc.constantFrom('body' as const, 'body' as const, 'query' as const, 'path' as const), pick: fc.nat(), at: fc.nat(), char: fc.constantFrom(...INJECTED_CHARS) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('dropField' as const), pick: fc.nat() }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('extraField' as const), name: fc.constantFrom('admin', 'roles', 'id', '__proto__', 'constructor', 'fs_uniquifier', 'password_hash', ''), value: fc.constantFrom<Json>(true, 'x', 1, { isAdmin: true }) }) },
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('typeSwap' as const), pick: fc.nat(), value: fc.constantFrom(...NASTY_VALUES) }) },
@@ -191,6 +197,11 @@ function setAt(root: Json, path: Array<string | number>, value: Json | undefined
 const stringMembers = (v: Json) => members(v).filter((p) => typeof p.reduce<Json>((n, k) => (n as Record<string, Json>)[k]!, v) === 'string');
 const numberMembers = (v: Json) => members(v).filter((p) => typeof p.reduce<Json>((n, k) => (n as Record<string, Json>)[k]!, v) === 'number');
 
+function insertAt(value: string, at: number, char: string): string {
+  const i = value.length ? at % (value.length + 1) : 0;
+  return value.slice(0, i) + char + value.slice(i);
+}
+
 export interface Known {
   /** integer ids worth hitting (existing users, roles, counties) */
   ids: number[];
@@ -219,6 +230,13 @@ export function buildRequest(op: Operation, seed: number, m: Mutation, known: Kn
     pathMutated = true;
   }
   if (m.kind === 'nastyQuery' && queryParams.length) values[`query:${queryParams[m.pick % queryParams.length]!.name}`] = m.value;
+  if (m.kind === 'inject' && m.where !== 'body') {
+    const keys = Object.keys(values).filter((k) => k.startsWith(`${m.where}:`) && typeof values[k] === 'string');
+    if (keys.length) {
+      const k = keys[m.pick % keys.length]!;
+      values[k] = insertAt(values[k] as string, m.at, m.char);
+    }
+  }
   // Raw path mutations ('%zz') go in unencoded; everything else is percent-encoded into one segment.
   const RAW = new Set(['%zz', '%', '%c0%af', '%2e%2e']);
   const url = op.path.replace(/\{([^}]+)\}/g, (_, name: string) => {
@@ -236,7 +254,7 @@ export function buildRequest(op: Operation, seed: number, m: Mutation, known: Kn
     let body: Json | undefined = op.body ? generate(op.body.schema, seed) : undefined;
     if (op.body && body && typeof body === 'object' && !Array.isArray(body)) {
       // a right password now and then, to get past the password checks
-      for (const k of ['password']) if (k in body && seed % 3 === 0) body[k] = known.password;
+      for (const k of ['password', 'new_password']) if (k in body && seed % 3 !== 0) body[k] = k === 'password' ? known.password : `${known.password}-new`;
     }
     if (body !== undefined) {
       if (m.kind === 'dropField' || m.kind === 'typeSwap') {
@@ -247,6 +265,12 @@ export function buildRequest(op: Operation, seed: number, m: Mutation, known: Kn
       } else if (m.kind === 'nastyString') {
         const all = stringMembers(body);
         if (all.length) setAt(body, all[m.pick % all.length]!, m.value);
+      } else if (m.kind === 'inject' && m.where === 'body') {
+        const all = stringMembers(body);
+        if (all.length) {
+          const path = all[m.pick % all.length]!;
+          setAt(body, path, insertAt(path.reduce<Json>((n, k) => (n as Record<string, Json>)[k]!, body) as string, m.at, m.char));
+        }
       } else if (m.kind === 'nastyNumber') {
         const all = numberMembers(body);
         if (all.length) setAt(body, all[m.pick % all.length]!, m.value);
