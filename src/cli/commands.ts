@@ -14,7 +14,7 @@ import { validationError } from '../errors.js';
 import { Email } from '../schemas/common.js';
 import { registerFormats } from '../schemas/formats.js';
 import { publicUser } from '../security/presenters.js';
-import { readNewPassword, UsageError } from './io.js';
+import { readNewPassword, shown, UsageError } from './io.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -80,8 +80,8 @@ type PublicUser = ReturnType<typeof publicUser>;
 function describeUser(u: PublicUser): string {
   return [
     `id:            ${u.id}`,
-    `email:         ${u.email}`,
-    `name:          ${u.full_name ?? '-'}`,
+    `email:         ${shown(u.email)}`,
+    `name:          ${u.full_name === null ? '-' : shown(u.full_name)}`,
     `active:        ${u.active ? 'yes' : 'no'}`,
     `confirmed_at:  ${u.confirmed_at ?? '-'}`,
     `roles:         ${u.roles.join(', ') || '-'}`,
@@ -93,7 +93,9 @@ function describeUser(u: PublicUser): string {
   ].join('\n');
 }
 
-function table(rows: string[][]): string {
+function table(cells: string[][]): string {
+  // every cell is one line: a newline in a name must not forge a row
+  const rows = cells.map((r) => r.map(shown));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }

@@ -9,7 +9,7 @@ import { runMigrations } from '../db/migrate.js';
 import { seed } from '../security/seed.js';
 import { securityContext } from '../security/context.js';
 import { cliActor, COMMANDS, type Command } from './commands.js';
-import { errorLine, UsageError } from './io.js';
+import { errorLine, terminalSafe, UsageError } from './io.js';
 
 const DB_COMMANDS: Record<string, string> = {
   'db migrate': 'apply pending migrations',
@@ -78,7 +78,7 @@ async function runCommand(command: Command, rest: string[]): Promise<void> {
       actor: cliActor(),
       args: positionals,
       opts: values,
-      print: (data, human) => console.log(json ? JSON.stringify(data) : human),
+      print: (data, human) => console.log(json ? JSON.stringify(data) : terminalSafe(human)),
       write: (line) => process.stdout.write(line + '\n'),
     }, prepared);
   } finally {
@@ -110,6 +110,6 @@ const exit = (code: number) => process.stdout.write('', () => process.exit(code)
 
 main(process.argv.slice(2)).then(exit, (err: unknown) => {
   const prefix = err instanceof ConfigError ? 'error: configuration: ' : 'error: ';
-  console.error(prefix + errorLine(err));
+  console.error(prefix + terminalSafe(errorLine(err)));
   exit(err instanceof UsageError ? 2 : 1);
 });
