@@ -16,7 +16,9 @@ const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
 // rewrites the line), DEL, C1 controls (U+009B is a one-character CSI), line/paragraph separators,
 // bidirectional overrides and isolates (text that reads differently from what it is), and lone
 // surrogates. `g` + `u`: a paired surrogate is one code point and never matches.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const TERMINAL_UNSAFE = /[\u0000-\u0009\u000B-\u001F\u007F-\u009F\u2028\u2029\u200E\u200F\u202A-\u202E\u2066-\u2069\uD800-\uDFFF]/gu;
+// eslint-disable-next-line no-control-regex -- as above
 const TERMINAL_UNSAFE_OR_NEWLINE = /[\u0000-\u001F\u007F-\u009F\u2028\u2029\u200E\u200F\u202A-\u202E\u2066-\u2069\uD800-\uDFFF]/gu;
 const uEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
 

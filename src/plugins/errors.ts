@@ -110,6 +110,8 @@ function toAppError(err: FastifyError & { validation?: ValidationIssue[]; valida
   if (isDatabaseUnavailable(err)) return new AppError(503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again shortly', { headers: { 'retry-after': '5' } });
   const pg = pgError(err);
   if (pg?.code === '23505') return new AppError(409, 'CONFLICT', 'The request conflicts with the current state');
+  // a reference to a row that does not exist (or no longer does): the caller's value
+  if (pg?.code === '23503') return new AppError(400, 'VALIDATION_FAILED', 'A referenced resource does not exist', { fields: { '': ['A referenced resource does not exist'] } });
   // Class 22 is "data exception": a value PostgreSQL refuses (out of range, bad encoding, NUL in
   // text, …). The schemas should have refused it first; if one slips through it is still the
   // caller's bad value, never a 500.
@@ -135,7 +137,9 @@ export function serializeError(err: unknown): { type: string; message: string; s
   const pg = pgError(err);
   if (pg) {
     const p = pg as { code: string; constraint_name?: string; routine?: string; query?: unknown; table_name?: string };
+    // `sqlstate` as well as `code`: the logger redacts `*.code` (one-time codes share the name)
     out.code = p.code;
+    out.sqlstate = p.code;
     if (typeof p.constraint_name === 'string') out.constraint = p.constraint_name;
     if (typeof p.table_name === 'string') out.table = p.table_name;
     const query = typeof p.query === 'string' ? p.query : (err as { query?: unknown }).query;

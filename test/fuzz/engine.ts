@@ -94,7 +94,7 @@ export const NASTY_STRINGS: string[] = [
   'ünïcødé@exämple.com', 'user@xn--bcher-kva.example', 'Ünïcødé@Bücher.EXAMPLE', 'a@b', '@', 'a@b..c', 'admin@test.com',
   '2024-02-30T00:00:00Z', '0000-01-01T00:00:00Z', '9999-12-31T23:59:59Z', '10000-01-01T00:00:00Z', '1969-12-31T23:59:59.999999999Z',
 ];
-export const NASTY_NUMBERS: Json[] = [0, -1, 1, 2147483647, 2147483648, -2147483649, 9007199254740991, 9007199254740993, 1e308, -1e308, 0.5, -0, 1e-7, 100, 101];
+export const NASTY_NUMBERS: Json[] = [0, -1, 1, 2147483647, 2147483648, -2147483649, 9007199254740991, 9007199254740992, 1e308, -1e308, 0.5, -0, 1e-7, 100, 101];
 export const NASTY_VALUES: Json[] = [null, true, false, [], {}, [null], { a: { b: { c: [] } } }, '', 0, ...NASTY_NUMBERS.slice(0, 4)];
 export const CONTENT_TYPES: Array<string | undefined> = [
   undefined, 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/json; charset=utf-16',
