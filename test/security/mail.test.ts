@@ -20,7 +20,7 @@ describe('mail building blocks', () => {
     for (const bad of [
       'a@example.com\r\nBcc: x@evil.test', 'a@example.com\n', 'a@example.com, b@example.com', 'a@example.com;b@example.com',
       'Eve <a@example.com>', '"a b"@example.com', 'a@@example.com', 'a..b@example.com', 'a@localhost', '', 'a@example.com ',
-      `${'x'.repeat(65)}@example.com`, `a@${'x'.repeat(250)}.com`, 'a@exa mple.com', 'ä@example.com',
+      `${'x'.repeat(65)}@example.com`, `a@${'x'.repeat(250)}.com`, 'a@exa mple.com',
     ]) expect(isMailAddress(bad), JSON.stringify(bad)).toBe(false);
   });
 
