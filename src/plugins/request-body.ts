@@ -3,8 +3,9 @@
 //   empty JSON body is 400 INVALID_JSON — unless nothing in the body is required (POST /logout),
 //   then an empty body of any type stands for {} (OpenAPI: requestBody.required false);
 // - an operation without a body schema takes none: an empty body is accepted whatever its
-//   Content-Type, a body with content is 400 VALIDATION_FAILED "This operation takes no body"
-//   (never ignored: unknown input is refused, not dropped).
+//   Content-Type (and so is `{}`, which many clients send when there is nothing to send); a body
+//   with content is 400 VALIDATION_FAILED "This operation takes no body" (never ignored: unknown
+//   input is refused, not dropped).
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { AppError } from '../errors.js';
@@ -24,6 +25,9 @@ export function isOptionalBody(schema: unknown): boolean {
   return v;
 }
 
+/** No body, or `{}`: what many HTTP clients send when there is nothing to send. No member is no content. */
+const isEmptyJson = (text: string) => /^\s*(\{\s*\})?\s*$/.test(text);
+
 const bodySchema = (request: FastifyRequest): unknown => (request.routeOptions.schema as { body?: unknown } | undefined)?.body;
 
 async function requestBodyPlugin(app: FastifyInstance) {
@@ -33,15 +37,15 @@ async function requestBodyPlugin(app: FastifyInstance) {
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const schema = bodySchema(request);
     const text = body as string;
-    if (!schema) return text.length === 0 ? done(null, undefined) : done(noBodyError(), undefined);
+    if (!schema) return isEmptyJson(text) ? done(null, undefined) : done(noBodyError(), undefined);
     if (text.length === 0 && isOptionalBody(schema)) return done(null, undefined);
     parseJson(request, text, done);
   });
 
-  // Every other media type (and a body sent without a Content-Type).
+  // Every other media type (and a body sent without a Content-Type, or to a body-less operation).
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (request, body, done) => {
     const schema = bodySchema(request);
-    const empty = (body as Buffer).length === 0;
+    const empty = (body as Buffer).length === 0 || (!schema && isEmptyJson((body as Buffer).toString('utf8')));
     if (empty && (!schema || isOptionalBody(schema))) return done(null, undefined);
     if (!schema) return done(noBodyError(), undefined);
     done(new AppError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Request bodies must be application/json'), undefined);
