@@ -3,6 +3,7 @@
 // or the security headers, or was accepted loosely before.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LightMyRequestResponse } from 'fastify';
+import { connect, type AddressInfo } from 'node:net';
 import { bearer, buildTestApp, createTestDatabase, envelopeOf, login, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 
 function expectSecurityHeaders(res: LightMyRequestResponse) {
@@ -109,6 +110,28 @@ describe('input handling (issue 14)', () => {
       expect(res.statusCode).toBe(414);
       expect(envelopeOf(res)).toMatchObject({ statusCode: 414, error: 'URI Too Long', code: 'VALIDATION_FAILED' });
       expectSecurityHeaders(res);
+    });
+
+    it('HTTP the parser cannot read (real socket): 400 envelope with the security headers', async () => {
+      const other = await buildTestApp(database);
+      try {
+        await other.app.listen({ port: 0, host: '127.0.0.1' });
+        const { port } = other.app.server.address() as AddressInfo;
+        const raw = await new Promise<string>((resolve, reject) => {
+          const socket = connect(port, '127.0.0.1', () => socket.write('GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n'));
+          let data = '';
+          socket.on('data', (d) => (data += d.toString()));
+          socket.on('end', () => resolve(data));
+          socket.on('error', reject);
+        });
+        expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+        expect(raw).toMatch(/x-content-type-options: nosniff/i);
+        expect(raw).toMatch(/x-frame-options: DENY/i);
+        expect(raw).toMatch(/cache-control: no-store/i);
+        expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({ statusCode: 400, code: 'VALIDATION_FAILED' });
+      } finally {
+        await other.close();
+      }
     });
 
     it('bad JSON, wrong media type, too large, unknown route: envelope and headers', async () => {
