@@ -18,7 +18,7 @@ export interface Operation {
   params: Parameter[];
   body?: { schema: Schema; required: boolean };
   /** documented statuses → validator of the JSON body (undefined: no content) */
-  responses: Map<number, ValidateFunction | undefined>;
+  responses: Map<number, ValidateFunction | 'other' | undefined>;
   /** security requirement alternatives; [] or [{}] present = anonymous allowed */
   authenticated: boolean;
   anonymousAllowed: boolean;
@@ -50,10 +50,11 @@ export function loadOperations(file = new URL('../../openapi/openapi.json', impo
         requestBody?: { required?: boolean; content: Record<string, { schema: Schema }> };
         responses: Record<string, { content?: Record<string, { schema: Schema }> }>;
       };
-      const responses = new Map<number, ValidateFunction | undefined>();
+      const responses = new Map<number, ValidateFunction | 'other' | undefined>();
       for (const [status, r] of Object.entries(op.responses)) {
         const schema = r.content?.['application/json']?.schema;
-        responses.set(Number(status), schema ? ajv.compile(relink(schema) as Schema) : undefined);
+        // a non-JSON answer (an HTML page, a redirect body) is not checked against a schema
+        responses.set(Number(status), schema ? ajv.compile(relink(schema) as Schema) : r.content && Object.keys(r.content).length ? 'other' : undefined);
       }
       const security = op.security ?? [];
       const anonymousAllowed = security.length === 0 || security.some((s) => Object.keys(s).length === 0);
@@ -61,7 +62,7 @@ export function loadOperations(file = new URL('../../openapi/openapi.json', impo
         id: op.operationId ?? `${method} ${path}`,
         method: method.toUpperCase(), path,
         params: op.parameters ?? [],
-        body: op.requestBody ? { schema: op.requestBody.content['application/json']!.schema, required: op.requestBody.required !== false } : undefined,
+        body: op.requestBody?.content['application/json'] ? { schema: op.requestBody.content['application/json'].schema, required: op.requestBody.required !== false } : undefined,
         responses, authenticated: security.length > 0, anonymousAllowed,
       });
     }
@@ -310,7 +311,7 @@ export function checkAnswer(op: Operation, req: FuzzRequest, res: Answer, secret
   const documented = op.responses.has(res.statusCode);
   let json: unknown;
   const isJson = /^application\/json/.test(String(res.headers['content-type'] ?? ''));
-  if (res.body.length) {
+  if (res.body.length && (isJson || res.statusCode >= 400)) {
     try {
       json = JSON.parse(res.body);
     } catch {
@@ -321,7 +322,9 @@ export function checkAnswer(op: Operation, req: FuzzRequest, res: Answer, secret
   if (!documented && !(routeNotFound && req.pathMutated)) problems.push(`status ${res.statusCode} is not documented (documented: ${[...op.responses.keys()].join(', ')})`);
   if (documented) {
     const validate = op.responses.get(res.statusCode);
-    if (validate) {
+    if (validate === 'other') {
+      // documented as something other than JSON: nothing more to check here
+    } else if (validate) {
       if (!isJson) problems.push(`content-type ${String(res.headers['content-type'])} for a JSON response`);
       if (!validate(json)) problems.push(`body does not match the ${res.statusCode} schema: ${JSON.stringify(validate.errors?.slice(0, 3))} body=${res.body.slice(0, 300)}`);
     } else if (res.body.length) problems.push(`status ${res.statusCode} documents no content but has a body: ${res.body.slice(0, 200)}`);
