@@ -10,9 +10,10 @@ import { logDestination } from './logging.js';
 import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
 import { ADMIN_SCHEMAS } from './schemas/admin.js';
-import errorsPlugin from './plugins/errors.js';
+import errorsPlugin, { clientErrorHandler, handleError, serializeError } from './plugins/errors.js';
 import databasePlugin from './plugins/database.js';
-import securityHeaders from './plugins/security-headers.js';
+import requestBodyPlugin from './plugins/request-body.js';
+import securityHeaders, { securityHeaderSet } from './plugins/security-headers.js';
 import openapiPlugin from './plugins/openapi.js';
 import authenticationPlugin from './plugins/authentication.js';
 import outboxWorkerPlugin from './plugins/outbox-worker.js';
@@ -57,6 +58,7 @@ class OneLinePerRequest extends LogController {
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   registerFormats();
   const logs = deps.logger === false ? { pretty: false } : logDestination(config.LOG_FORMAT, deps.logger);
+  const headers = securityHeaderSet(config);
   const app = Fastify({
     logger: deps.logger === false ? false : {
       level: config.LOG_LEVEL,
@@ -71,6 +73,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
         censor: '[redacted]',
       },
       serializers: {
+        err: serializeError,
         req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
           method: req.method, url: req.url.replace(SECRET_PATH_RE, '/$1/[redacted]'), ip: req.ip,
         }),
@@ -86,14 +89,18 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
     routerOptions: { maxParamLength: 1024 },
     return503OnClosing: true,
     ...(logs.pretty ? { logController: new OneLinePerRequest() } : {}),
+    // Router errors (bad URL encoding, over-long path segment) and HTTP parser errors leave through
+    // the one error handler too: the envelope and every security header.
+    frameworkErrors: handleError(headers),
+    clientErrorHandler: clientErrorHandler(headers),
   });
   app.setValidatorCompiler(TypeBoxValidatorCompiler);
-  // JSON only: a body of any other type is 415.
-  app.removeContentTypeParser(['text/plain']);
   for (const schema of [...SHARED_SCHEMAS, ...ADMIN_SCHEMAS]) app.addSchema(schema);
 
-  await app.register(errorsPlugin);
+  await app.register(errorsPlugin, { headers });
   await app.register(databasePlugin, { health: deps.db.health });
+  // JSON only: a body of any other type is 415; body-less operations refuse a body with content.
+  await app.register(requestBodyPlugin);
   // Graceful shutdown: close() lets in-flight requests finish; their responses then tell keep-alive
   // clients to go (Connection: close), so the server is closed as soon as they are answered instead
   // of waiting for idle sockets to time out.

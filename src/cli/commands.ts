@@ -18,7 +18,7 @@ import { Email } from '../schemas/common.js';
 import { AuditQuery, NameBody, PatchRoleBody, PatchUserBody, UserRolesBody } from '../schemas/admin.js';
 import { registerFormats } from '../schemas/formats.js';
 import { publicAuditEvent, publicCounty, publicDepartment, publicRole, publicUser, type PublicUser } from '../security/presenters.js';
-import { readNewPassword, UsageError, type CliIo } from './io.js';
+import { readNewPassword, shown, UsageError, type CliIo } from './io.js';
 import { checkBody } from './validate.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -89,8 +89,8 @@ function positiveId(name: string, v: string): number {
 function describeUser(u: PublicUser): string {
   return [
     `id:            ${u.id}`,
-    `email:         ${u.email}`,
-    `name:          ${u.full_name ?? '-'}`,
+    `email:         ${shown(u.email)}`,
+    `name:          ${u.full_name === null ? '-' : shown(u.full_name)}`,
     `active:        ${u.active ? 'yes' : 'no'}`,
     `confirmed_at:  ${u.confirmed_at ?? '-'}`,
     `roles:         ${u.roles.join(', ') || '-'}`,
@@ -102,7 +102,9 @@ function describeUser(u: PublicUser): string {
   ].join('\n');
 }
 
-function table(rows: string[][]): string {
+function table(cells: string[][]): string {
+  // every cell is one line: a newline in a name must not forge a row
+  const rows = cells.map((r) => r.map(shown));
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }

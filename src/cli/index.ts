@@ -14,7 +14,7 @@ import { runMigrations } from '../db/migrate.js';
 import { seed } from '../security/seed.js';
 import { securityContext } from '../security/context.js';
 import { cliActor, COMMANDS, type Command } from './commands.js';
-import { errorLine, processIo, UsageError, type CliIo } from './io.js';
+import { errorLine, processIo, terminalSafe, UsageError, type CliIo } from './io.js';
 
 const DB_COMMANDS: Record<string, string> = {
   'db migrate': 'apply pending migrations',
@@ -88,7 +88,7 @@ async function runCommand(io: CliIo, command: Command, rest: string[]): Promise<
       actor: cliActor(),
       args: positionals,
       opts: values,
-      print: (data, human) => line(io.stdout, json ? JSON.stringify(data) : human),
+      print: (data, human) => line(io.stdout, json ? JSON.stringify(data) : terminalSafe(human)),
       write: (text) => line(io.stdout, text),
     }, prepared);
   } finally {
@@ -120,7 +120,7 @@ export async function runCli(argv: string[], io: CliIo = processIo()): Promise<n
     return await main(io, argv);
   } catch (err) {
     const prefix = err instanceof ConfigError ? 'error: configuration: ' : 'error: ';
-    line(io.stderr, prefix + errorLine(err));
+    line(io.stderr, prefix + terminalSafe(errorLine(err)));
     return err instanceof UsageError ? 2 : 1;
   }
 }

@@ -23,6 +23,26 @@ export class UsageError extends Error {
 
 const oneLine = (s: string) => s.replace(/\s*\n\s*/g, ' ').trim();
 
+// What a terminal would act on instead of showing: C0 controls (ESC starts ANSI sequences, CR
+// rewrites the line), DEL, C1 controls (U+009B is a one-character CSI), line/paragraph separators,
+// bidirectional overrides and isolates (text that reads differently from what it is), and lone
+// surrogates. `g` + `u`: a paired surrogate is one code point and never matches.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const TERMINAL_UNSAFE = /[\u0000-\u0009\u000B-\u001F\u007F-\u009F\u2028\u2029\u200E\u200F\u202A-\u202E\u2066-\u2069\uD800-\uDFFF]/gu;
+// eslint-disable-next-line no-control-regex -- as above
+const TERMINAL_UNSAFE_OR_NEWLINE = /[\u0000-\u001F\u007F-\u009F\u2028\u2029\u200E\u200F\u202A-\u202E\u2066-\u2069\uD800-\uDFFF]/gu;
+const uEscape = (c: string) => `\\u${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+
+/** One user-controlled value for text output: every control (newline included) shown as \uXXXX. */
+export function shown(value: string): string {
+  return value.replace(TERMINAL_UNSAFE_OR_NEWLINE, uEscape);
+}
+
+/** Human (non --json) output as a whole: the lines stay, anything else a terminal would act on is shown as \uXXXX. */
+export function terminalSafe(text: string): string {
+  return text.replace(TERMINAL_UNSAFE, uEscape);
+}
+
 /** The single line printed after "error: ". Validation failures name their fields. */
 export function errorLine(err: unknown): string {
   if (err instanceof AppError) {

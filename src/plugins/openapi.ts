@@ -5,6 +5,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
+import { isOptionalBody } from './request-body.js';
 
 export const API_VERSION = '0.1.0';
 
@@ -35,6 +36,19 @@ async function openapiPlugin(app: FastifyInstance, opts: { config: Config }) {
           csrfHeader: { type: 'apiKey', in: 'header', name: 'X-CSRF-Token', description: 'Required with cookieAuth on POST/PUT/PATCH/DELETE' },
         },
       },
+    },
+    // @fastify/swagger marks every request body required; a body nothing in which is required (POST
+    // /logout) may be left out entirely (plugins/request-body.ts), and the document says so.
+    transformObject: (doc) => {
+      const openapi = 'openapiObject' in doc ? doc.openapiObject : doc.swaggerObject;
+      for (const item of Object.values((openapi as { paths?: Record<string, Record<string, unknown>> }).paths ?? {})) {
+        for (const op of Object.values(item)) {
+          const body = (op as { requestBody?: { required?: boolean; content?: Record<string, { schema?: unknown }> } }).requestBody;
+          const schema = body?.content?.['application/json']?.schema;
+          if (body && isOptionalBody(schema)) body.required = false;
+        }
+      }
+      return openapi;
     },
     refResolver: {
       buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`),

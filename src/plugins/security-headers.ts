@@ -41,12 +41,17 @@ export function computeSecurityHeaders(options: HelmetOptions): Record<string, s
   return headers;
 }
 
-async function securityHeadersPlugin(app: FastifyInstance, opts: { config: Config }) {
-  const headers = {
-    ...computeSecurityHeaders(helmetOptions(opts.config)),
+/** Every header this plugin sets on every response (the error handler also sets them, see plugins/errors.ts). */
+export function securityHeaderSet(config: Config): Record<string, string> {
+  return {
+    ...computeSecurityHeaders(helmetOptions(config)),
     // Nothing this API returns may be cached by browsers or proxies (the docs' static assets set their own).
     'cache-control': 'no-store',
   };
+}
+
+async function securityHeadersPlugin(app: FastifyInstance, opts: { config: Config }) {
+  const headers = securityHeaderSet(opts.config);
   app.addHook('onRequest', (request, reply, done) => {
     reply.headers(headers);
     reply.header('x-request-id', request.id);

@@ -61,16 +61,23 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
   404: 'Not found',
   409: 'Conflict (EMAIL_TAKEN, CONFLICT)',
   413: 'Body over the size limit',
+  414: 'A path segment over the length limit',
   415: 'Body is not application/json',
   429: 'Too many requests (RATE_LIMITED, ACCOUNT_LOCKED); see Retry-After',
   500: 'Internal error (generic body)',
   503: 'Database unavailable (SERVICE_UNAVAILABLE)',
 };
 
-/** Error responses a route can return; every route also gets 429, 500 and 503. */
+export const errorResponse = (status: number): TSchema => Type.Ref('ErrorEnvelope', { description: ERROR_DESCRIPTIONS[status] ?? 'Error' });
+
+/**
+ * Error responses a route can return. The statuses every route can answer whatever its handler does
+ * (429, 500, 503; 400/413/415 by what it reads) are added to every route when it is registered
+ * (completeResponses in plugins/errors.ts), so listing them here is optional.
+ */
 export function errors(...statuses: number[]): Record<number, TSchema> {
   const out: Record<number, TSchema> = {};
-  for (const s of [...statuses, 429, 500, 503]) out[s] = Type.Ref('ErrorEnvelope', { description: ERROR_DESCRIPTIONS[s] ?? 'Error' });
+  for (const s of [...statuses, 429, 500, 503]) out[s] = errorResponse(s);
   return out;
 }
 

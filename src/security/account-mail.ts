@@ -6,9 +6,9 @@
 import type { OutboxRow } from '../db/schema/index.js';
 import type { SecurityContext } from './context.js';
 import { findUser, type UserRecord } from './datastore.js';
-import { fingerprintMatches, linkClaims, linkLifetime, linkUrl, signLink, type LinkClaims } from './links.js';
+import { fingerprintMatches, isConfiguredLink, linkClaims, linkLifetime, linkUrl, signLink, type LinkClaims } from './links.js';
 import type { OutgoingMail } from './mail.js';
-import { humanDuration, maskEmail, templates, type MailTemplate, type RenderedMail } from './mail-templates.js';
+import { humanDuration, mailSafeName, maskEmail, templates, type MailTemplate, type RenderedMail } from './mail-templates.js';
 
 const fullName = (u: UserRecord) => [u.firstName, u.lastName].filter(Boolean).join(' ') || null;
 const sameAddress = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
@@ -89,5 +89,9 @@ export async function renderOutboxRow(ctx: SecurityContext, row: OutboxRow): Pro
     default:
       throw Object.assign(new Error(`unknown mail template "${row.template}"`), { permanent: true });
   }
-  return { id: row.id, template: row.template, to: { name: name ?? '', address: to }, ...rendered };
+  // Links only ever point where configuration says (SECURITY_LINK_BASE_URL or a URL template).
+  for (const url of rendered.links) {
+    if (!isConfiguredLink(config, url)) throw Object.assign(new Error(`mail "${row.template}": a link outside the configured link base`), { permanent: true });
+  }
+  return { id: row.id, template: row.template, to: { name: mailSafeName(name) ?? '', address: to }, ...rendered };
 }

@@ -6,6 +6,7 @@ import { roles, rolesUsers, sessions, twoFactorChallenges, users, type RoleRow, 
 import type { Database } from '../db/client.js';
 import { AppError, emailTaken, notFound, pgError, validationError } from '../errors.js';
 import type { SecurityContext } from './context.js';
+import { canonicalEmail } from './email-address.js';
 
 export interface UserRecord extends UserRow {
   roles: string[];
@@ -20,9 +21,9 @@ const outerUserId = sql.raw('"users"."id"');
 export const roleNames = sql<string[]>`coalesce((select array_agg(r.name order by r.name) from ${rolesUsers} ru join ${roles} r on r.id = ru.role_id where ru.user_id = ${outerUserId}), '{}'::text[])`;
 export const permissionNames = sql<string[]>`coalesce((select array_agg(distinct p order by p) from ${rolesUsers} ru join ${roles} r on r.id = ru.role_id cross join unnest(r.permissions) p where ru.user_id = ${outerUserId}), '{}'::text[])`;
 
-/** Same normalisation everywhere an address is compared or stored. */
+/** Same normalisation everywhere an address is compared or stored (NFC, canonical IDN domain). */
 export function normalizeEmail(email: string): string {
-  return email.trim().normalize('NFKC');
+  return canonicalEmail(email);
 }
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];

@@ -9,8 +9,29 @@ type Block = { p: string } | { link: string; label: string };
 
 const SIGNATURE = 'County Services';
 
+/** The longest name a message repeats (greeting, To display name). */
+export const MAIL_NAME_MAX = 50;
+// A name that carries a link: a scheme ("https:", "javascript:", "mailto:"), "://", "www.", an "@",
+// or a bare domain ("evil.example", "secure-login.co.uk", IDN labels too). Mail clients turn these
+// into clickable links, so an attacker's "first name" would reach the real owner of an address as a
+// link in our own message; such a name is left out.
+const SCHEME_RE = /(^|[^\p{L}\p{N}])[\p{L}][\p{L}\p{N}+.-]*:(?=\S)/u;
+const DOMAIN_RE = /[\p{L}\p{N}-]+(\.[\p{L}\p{N}-]+)*\.\p{L}[\p{L}\p{N}-]{1,62}(?![\p{L}\p{N}])/u;
+
+/**
+ * A user-supplied name as the messages may show it: one line of plain text without controls,
+ * length-capped, or null when it looks like a link (see above). Escaping for HTML happens at output.
+ */
+export function mailSafeName(name: string | null | undefined): string | null {
+  const text = headerText(name, MAIL_NAME_MAX);
+  if (!text) return null;
+  const folded = text.normalize('NFKC');
+  if (folded.includes('://') || /www\./i.test(folded) || folded.includes('@') || SCHEME_RE.test(folded) || DOMAIN_RE.test(folded)) return null;
+  return text;
+}
+
 function compose(subject: string, name: string | null, blocks: Block[]): RenderedMail {
-  const greetingName = headerText(name);
+  const greetingName = mailSafeName(name);
   const greeting = greetingName ? `Hello ${greetingName},` : 'Hello,';
   const text: string[] = [greeting, ''];
   const html: string[] = [`<p>${escapeHtml(greeting)}</p>`];

@@ -47,13 +47,10 @@ export class PermanentMailError extends Error {
 }
 
 // One address, no display name, no whitespace, commas or CR/LF: nothing that can smuggle a header
-// or a second recipient. The API's `email` format uses the same rule (schemas/formats.ts).
-const ADDRESS_RE = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
-
-export function isMailAddress(value: string): boolean {
-  return typeof value === 'string' && value.length <= 254 && ADDRESS_RE.test(value) && !value.includes('..') &&
-    value.indexOf('@') <= 64;
-}
+// or a second recipient. Internationalised addresses are accepted (security/email-address.ts); the
+// API's `email` format uses the same rule (schemas/formats.ts).
+export { isMailAddress } from './email-address.js';
+import { isMailAddress } from './email-address.js';
 
 /** Text that goes into a header (display name, subject): one line, no control characters, bounded. */
 export function headerText(value: string | null | undefined, max = 100): string {

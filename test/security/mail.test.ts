@@ -11,7 +11,8 @@ import {
 import { humanDuration, maskEmail, templates } from '../../src/security/mail-templates.js';
 import { deliverPending } from '../../src/security/outbox.js';
 
-const HOSTILE = 'Eve\r\nBcc: attacker@evil.test <script>alert("x")</script> & \'co\'';
+// (no address or domain in it: a name that carries one is left out of messages altogether, see mail-names.test.ts)
+const HOSTILE = 'Eve\r\nBcc: attacker <script>alert("x")</script> & \'co\'';
 
 describe('mail building blocks', () => {
   it('isMailAddress: one plain address, nothing else', () => {
@@ -19,7 +20,7 @@ describe('mail building blocks', () => {
     for (const bad of [
       'a@example.com\r\nBcc: x@evil.test', 'a@example.com\n', 'a@example.com, b@example.com', 'a@example.com;b@example.com',
       'Eve <a@example.com>', '"a b"@example.com', 'a@@example.com', 'a..b@example.com', 'a@localhost', '', 'a@example.com ',
-      `${'x'.repeat(65)}@example.com`, `a@${'x'.repeat(250)}.com`, 'a@exa mple.com', 'ä@example.com',
+      `${'x'.repeat(65)}@example.com`, `a@${'x'.repeat(250)}.com`, 'a@exa mple.com',
     ]) expect(isMailAddress(bad), JSON.stringify(bad)).toBe(false);
   });
 
@@ -73,7 +74,7 @@ describe('mail building blocks', () => {
       expect(r.html).not.toMatch(/href="[^"]*"[^>]*"/);
       expect(r.subject).not.toMatch(/Eve|script|[\r\n]/);
       // the greeting is one line: no header-looking line sneaks into the text either
-      expect(r.text.split('\n')[0]).toMatch(/^Hello Eve Bcc: attacker@evil\.test /);
+      expect(r.text.split('\n')[0]).toMatch(/^Hello Eve Bcc: attacker /);
     }
     expect(rendered[1]!.html).toContain('href="https://x.example/c?t=a&amp;b=&quot;"');
   });

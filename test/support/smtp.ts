@@ -6,6 +6,8 @@ import type { Config } from '../../src/config.js';
 import { createMailTransport, type MailLog, type MailTransport } from '../../src/security/mail.js';
 
 export interface CapturedMail {
+  /** the client sent MAIL FROM … SMTPUTF8 (RFC 6531) */
+  smtpUtf8?: boolean;
   /** SMTP envelope */
   mailFrom: string;
   rcptTo: string[];
@@ -127,7 +129,8 @@ export class SmtpCapture {
         stream.on('data', (c: Buffer) => chunks.push(c));
         stream.on('end', () => {
           const from = session.envelope.mailFrom ? session.envelope.mailFrom.address : '';
-          this.messages.push(parseMail(Buffer.concat(chunks).toString('utf8'), from, session.envelope.rcptTo.map((r) => r.address)));
+          const mail = parseMail(Buffer.concat(chunks).toString('utf8'), from, session.envelope.rcptTo.map((r) => r.address));
+          this.messages.push({ ...mail, smtpUtf8: (session.envelope as { smtpUtf8?: boolean }).smtpUtf8 === true });
           for (const w of this.waiters.splice(0)) w();
           if (this.acceptDelayMs) setTimeout(() => callback(), this.acceptDelayMs);
           else callback();
