@@ -4,6 +4,7 @@
 //   preHandler (after the route's own guards): claim the key, or answer 409 (in flight), 422 (the
 //              key was used for another body) or the stored answer (header Idempotent-Replayed)
 //   onSend:    store the answer (< 500), or release the claim (5xx: nothing was committed)
+import { applyTextPolicy } from '../schemas/text-policy.js';
 import fp from 'fastify-plugin';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler, preHandlerHookHandler } from 'fastify';
 import { Type, type TSchema } from 'typebox';
@@ -101,6 +102,8 @@ async function idempotencyPlugin(app: FastifyInstance) {
     const headers = schema.headers?.properties ? { ...schema.headers.properties } : {};
     headers[IDEMPOTENCY_HEADER] = Type.Optional(KeySchema);
     schema.headers = Type.Object(headers);
+    // this hook may run after the root one that applies the text policy: apply it to what it adds
+    applyTextPolicy(schema.headers);
     schema.response ??= {};
     schema.response[409] ??= Type.Ref('ErrorEnvelope', { description: 'Conflict (EMAIL_TAKEN, CONFLICT: a request with this Idempotency-Key is in progress)' });
     schema.response[422] = Type.Ref('ErrorEnvelope', { description: 'IDEMPOTENCY_KEY_REUSED: the Idempotency-Key was used with another body' });
