@@ -19,6 +19,7 @@ import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/personal-tokens.js';
 import twoFactorRoutes from './routes/auth/two-factor.js';
+import passwordlessRoutes from './routes/auth/passwordless.js';
 import mainRoutes from './routes/main/index.js';
 import userRoutes from './routes/users/index.js';
 import roleRoutes from './routes/roles/index.js';
@@ -34,7 +35,7 @@ export interface AppDeps {
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** Path segments that carry secrets (one-time links); masked in logs. */
-const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup)\/[^/?#]+/g;
+const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup|us-signin\/link)\/[^/?#]+/g;
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   registerFormats();
@@ -45,7 +46,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       redact: {
         paths: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-csrf-token"]', 'res.headers["set-cookie"]',
           '*.password', '*.new_password', '*.refresh_token', '*.access_token', '*.token', '*.csrf_token',
-          '*.tf_token', '*.tf_setup_token', '*.code', '*.secret', '*.recovery_codes'],
+          '*.tf_token', '*.tf_setup_token', '*.code', '*.passcode', '*.secret', '*.recovery_codes'],
         censor: '[redacted]',
       },
       serializers: {
@@ -110,5 +111,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(orgRoutes);
   await app.register(auditRoutes);
   await app.register(twoFactorRoutes);
+  await app.register(passwordlessRoutes);
   return app;
 }

@@ -1,0 +1,455 @@
+// Passkeys and security keys (WebAuthn, via @simplewebauthn/server). Framework-free: the routes in
+// routes/auth/passwordless.ts, the admin routes and the CLI call these.
+//
+// Every ceremony is two requests. The first stores a challenge row (db/schema/passwordless.ts) and
+// answers the browser's options plus a `wan_state` naming the row (id + MAC, so a guessed id is
+// useless). The second consumes the row before anything else (single use: a replay, right or wrong,
+// finds it used), checks it is young (SECURITY_WAN_CHALLENGE_TIMEOUT on the injected clock) and bound
+// to the caller (the session that asked for a registration or a re-authentication; the pending
+// two-factor login a second-factor sign-in completes), then lets the library check the signature,
+// origin (SECURITY_WAN_ALLOWED_ORIGINS), RP id hash (SECURITY_WAN_RP_ID), challenge, flags and sign
+// count. Anything wrong is 401 WEBAUTHN_INVALID (400 at registration) and writes nothing but the
+// audit row (and, for a known account, a failure towards its lockout).
+//
+// Policy:
+// - usage "first" keys are passkeys: registered as discoverable (resident) credentials with user
+//   verification required, and they sign in on their own. User verification (PIN, biometric) makes
+//   such a sign-in multi-factor, so no second factor is asked for afterwards.
+// - usage "secondary" keys complete a two-factor login (a tf_token); user verification preferred.
+//   Any of the account's keys may serve as a second factor; only "first" keys sign in alone.
+// - Re-authentication (POST /wan-verify) accepts any of the account's keys.
+// - The sign count only moves forward: a signature whose counter is not above the stored one (both
+//   not zero) is refused as a possible cloned authenticator, and the update is conditional, so two
+//   concurrent uses of one assertion cannot both pass.
+// - Attestation "none": the server stores public keys, not device certificates.
+import {
+  generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
+  type AuthenticationResponseJSON, type AuthenticatorTransport, type RegistrationResponseJSON,
+} from '@simplewebauthn/server';
+import { isoBase64URL } from '@simplewebauthn/server/helpers';
+import { and, asc, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { createHmac, randomUUID } from 'node:crypto';
+import {
+  sessions, webauthnChallenges, webauthnCredentials,
+  type WanPurpose, type WanUsage, type WebauthnChallengeRow, type WebauthnCredentialRow,
+} from '../db/schema/index.js';
+import type { Database } from '../db/client.js';
+import { AppError, notFound, pgError, validationError } from '../errors.js';
+import type { SecurityContext } from './context.js';
+import { findUser, type UserRecord } from './datastore.js';
+import { assertNotLocked, recordLoginFailure } from './lockout.js';
+import { audit, NO_SOURCE, type AuditSource } from './audit.js';
+import { deriveKey, safeEqual } from './tokens.js';
+
+type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
+type Db = Database | Tx;
+
+export const webauthnInvalid = (status: 400 | 401 = 401, message = 'The passkey could not be verified') =>
+  new AppError(status, 'WEBAUTHN_INVALID', message);
+
+// ---- keys ----
+
+const macKeys = new WeakMap<object, Map<string, Buffer[]>>();
+function keys(ctx: SecurityContext, purpose: string): Buffer[] {
+  let m = macKeys.get(ctx.config);
+  if (!m) macKeys.set(ctx.config, (m = new Map()));
+  let k = m.get(purpose);
+  if (!k) m.set(purpose, (k = [ctx.config.SECRET_KEY, ...ctx.config.SECRET_KEY_FALLBACKS].map((s) => deriveKey(s, purpose))));
+  return k;
+}
+const mac = (key: Buffer, value: string) => createHmac('sha256', key).update(value).digest('base64url');
+
+/**
+ * The WebAuthn user handle of an account: opaque and stable (a keyed hash of the user id), so the
+ * authenticator never stores the address or the database id.
+ */
+export function userHandle(ctx: SecurityContext, userId: number): string {
+  return createHmac('sha256', keys(ctx, 'wan-user-handle')[0]!).update(`user:${userId}`).digest().subarray(0, 16).toString('base64url');
+}
+
+// ---- wan_state: a challenge row named by a signed id ----
+
+function stateOf(ctx: SecurityContext, row: Pick<WebauthnChallengeRow, 'id' | 'purpose'>): string {
+  return `${row.id}.${mac(keys(ctx, 'wan-state')[0]!, `${row.id}.${row.purpose}`)}`;
+}
+
+const STATE_RE = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/;
+
+function stateId(ctx: SecurityContext, state: string, purpose: WanPurpose): string | null {
+  const m = STATE_RE.exec(state);
+  if (!m) return null;
+  return keys(ctx, 'wan-state').some((k) => safeEqual(mac(k, `${m[1]}.${purpose}`), m[2]!)) ? m[1]! : null;
+}
+
+interface NewChallenge {
+  purpose: WanPurpose;
+  challenge: string;
+  userId?: number | null;
+  fsUniquifier?: string | null;
+  sessionId?: string | null;
+  tfChallengeId?: string | null;
+  name?: string | null;
+  usage?: WanUsage | null;
+  remember?: boolean;
+}
+
+async function storeChallenge(ctx: SecurityContext, c: NewChallenge): Promise<string> {
+  const now = ctx.clock.now();
+  const row = { id: randomUUID(), purpose: c.purpose };
+  await ctx.db.insert(webauthnChallenges).values({
+    ...row, challenge: c.challenge, userId: c.userId ?? null, fsUniquifier: c.fsUniquifier ?? null,
+    sessionId: c.sessionId ?? null, tfChallengeId: c.tfChallengeId ?? null, name: c.name ?? null, usage: c.usage ?? null,
+    remember: c.remember ?? false, createdAt: now,
+    expiresAt: new Date(now.getTime() + ctx.config.SECURITY_WAN_CHALLENGE_TIMEOUT * 1000),
+  });
+  return stateOf(ctx, row);
+}
+
+/**
+ * Consumes the challenge a wan_state names: marks it used if it is genuine, of this purpose, unused
+ * and unexpired, in one statement (so of two concurrent answers only one gets it). Null otherwise.
+ */
+async function takeChallenge(ctx: SecurityContext, state: string, purpose: WanPurpose): Promise<WebauthnChallengeRow | null> {
+  const id = stateId(ctx, state, purpose);
+  if (!id) return null;
+  const now = ctx.clock.now();
+  const [row] = await ctx.db.update(webauthnChallenges).set({ usedAt: now })
+    .where(and(eq(webauthnChallenges.id, id), eq(webauthnChallenges.purpose, purpose), isNull(webauthnChallenges.usedAt),
+      gt(webauthnChallenges.expiresAt, now)))
+    .returning();
+  return row ?? null;
+}
+
+// ---- relying party ----
+
+function rp(ctx: SecurityContext) {
+  const { SECURITY_WAN_RP_ID: id, SECURITY_WAN_RP_NAME: name, SECURITY_WAN_ALLOWED_ORIGINS: origins } = ctx.config;
+  return { id, name, origins: [...origins], timeoutMs: ctx.config.SECURITY_WAN_CHALLENGE_TIMEOUT * 1000 };
+}
+
+const transportsOf = (c: Pick<WebauthnCredentialRow, 'transports'>) => c.transports as AuthenticatorTransport[];
+
+// ---- the account's credentials ----
+
+export interface PublicCredential {
+  id: string; name: string; usage: WanUsage; created_at: string; last_used_at: string | null; transports: string[];
+  backed_up: boolean;
+}
+
+export function publicCredential(c: WebauthnCredentialRow): PublicCredential {
+  return {
+    id: c.id, name: c.name, usage: c.usage, created_at: c.createdAt.toISOString(),
+    last_used_at: c.lastUsedAt ? c.lastUsedAt.toISOString() : null, transports: c.transports, backed_up: c.backedUp,
+  };
+}
+
+export async function listCredentials(db: Db, userId: number): Promise<WebauthnCredentialRow[]> {
+  return db.select().from(webauthnCredentials).where(eq(webauthnCredentials.userId, userId))
+    .orderBy(asc(webauthnCredentials.createdAt), asc(webauthnCredentials.id));
+}
+
+const nameTaken = () => new AppError(409, 'CONFLICT', 'You already have a passkey with this name', {
+  fields: { name: ['You already have a passkey with this name'] },
+});
+
+function mapCredentialWriteError(err: unknown): unknown {
+  const pg = pgError(err);
+  if (pg?.code === '23505' && pg.constraint_name === 'webauthn_credentials_user_name_idx') return nameTaken();
+  if (pg?.code === '23505' && pg.constraint_name === 'webauthn_credentials_credential_id_idx') {
+    return new AppError(409, 'CONFLICT', 'This authenticator is already registered');
+  }
+  return err;
+}
+
+/** A credential name as stored: trimmed, 1–64 characters, no control characters. */
+export function credentialName(name: string): string {
+  const n = name.normalize('NFKC').trim();
+  // eslint-disable-next-line no-control-regex
+  if (!n || n.length > 64 || /[\u0000-\u001f\u007f-\u009f]/.test(n)) {
+    throw validationError({ name: ['A name of 1 to 64 printable characters'] });
+  }
+  return n;
+}
+
+// ---- registration ----
+
+export interface CeremonyStart<T> { wanState: string; options: T }
+export type CreationOptions = Awaited<ReturnType<typeof generateRegistrationOptions>>;
+export type RequestOptions = Awaited<ReturnType<typeof generateAuthenticationOptions>>;
+
+/** POST /wan-register (the route checks a fresh interactive session). Nothing is stored but the challenge. */
+export async function beginRegistration(ctx: SecurityContext, user: UserRecord, sessionId: string, input: { name: string; usage: WanUsage }):
+Promise<CeremonyStart<CreationOptions>> {
+  const name = credentialName(input.name);
+  const existing = await listCredentials(ctx.db, user.id);
+  if (existing.some((c) => c.name.toLowerCase() === name.toLowerCase())) throw nameTaken();
+  const party = rp(ctx);
+  const first = input.usage === 'first';
+  const options = await generateRegistrationOptions({
+    rpName: party.name, rpID: party.id,
+    userName: user.email, userDisplayName: [user.firstName, user.lastName].filter(Boolean).join(' ') || user.email,
+    userID: isoBase64URL.toBuffer(userHandle(ctx, user.id)),
+    timeout: party.timeoutMs,
+    attestationType: 'none',
+    excludeCredentials: existing.map((c) => ({ id: c.credentialId, transports: transportsOf(c) })),
+    authenticatorSelection: first
+      ? { residentKey: 'required', requireResidentKey: true, userVerification: 'required' }
+      : { residentKey: 'discouraged', userVerification: 'preferred' },
+    // ES256, EdDSA, RS256
+    supportedAlgorithmIDs: [-7, -8, -257],
+  });
+  const wanState = await storeChallenge(ctx, {
+    purpose: 'register', challenge: options.challenge, userId: user.id, fsUniquifier: user.fsUniquifier, sessionId, name, usage: input.usage,
+  });
+  return { wanState, options };
+}
+
+/**
+ * POST /wan-register/{wan_state}: the browser's attestation. Only the session that started the
+ * ceremony may finish it. Stores the public key; 400 WEBAUTHN_INVALID otherwise.
+ */
+export async function finishRegistration(ctx: SecurityContext, state: string, response: RegistrationResponseJSON,
+  auth: { userId: number; sessionId: string }, source: AuditSource = NO_SOURCE): Promise<WebauthnCredentialRow> {
+  const fail = async (reason: string): Promise<never> => {
+    await audit(ctx, { ...source, action: 'wan.register_failed', targetUserId: auth.userId, details: { reason } });
+    throw webauthnInvalid(400, 'The passkey could not be registered; start again');
+  };
+  const row = await takeChallenge(ctx, state, 'register');
+  if (!row) return fail('challenge_invalid');
+  if (row.userId !== auth.userId || row.sessionId !== auth.sessionId || !row.usage || !row.name) return fail('other_session');
+  const user = await findUser(ctx.db, { id: auth.userId });
+  if (!user || !user.active || !row.fsUniquifier || !safeEqual(user.fsUniquifier, row.fsUniquifier)) return fail('account_changed');
+  const party = rp(ctx);
+  let verified;
+  try {
+    verified = await verifyRegistrationResponse({
+      response, expectedChallenge: row.challenge, expectedOrigin: party.origins, expectedRPID: party.id,
+      requireUserVerification: row.usage === 'first', supportedAlgorithmIDs: [-7, -8, -257],
+    });
+  } catch {
+    return fail('verification_failed');
+  }
+  if (!verified.verified) return fail('verification_failed');
+  const info = verified.registrationInfo;
+  const transports = (response.response.transports ?? info.credential.transports ?? []).filter((t) => /^[a-z-]{1,16}$/.test(t)).slice(0, 8);
+  try {
+    return await ctx.db.transaction(async (tx) => {
+      const [created] = await tx.insert(webauthnCredentials).values({
+        id: randomUUID(), userId: user.id, credentialId: info.credential.id,
+        publicKey: isoBase64URL.fromBuffer(info.credential.publicKey), signCount: info.credential.counter,
+        transports, usage: row.usage!, name: row.name!, aaguid: info.aaguid,
+        backupEligible: info.credentialDeviceType === 'multiDevice', backedUp: info.credentialBackedUp,
+        createdAt: ctx.clock.now(),
+      }).returning();
+      await audit(ctx, { ...source, action: 'wan.registered', targetUserId: user.id,
+        details: { credential: created!.id, name: created!.name, usage: created!.usage } }, tx);
+      return created!;
+    });
+  } catch (err) {
+    throw mapCredentialWriteError(err);
+  }
+}
+
+/** POST /wan-delete: by name (case-insensitive). Returns whether a credential went. */
+export async function deleteCredential(ctx: SecurityContext, userId: number, name: string, source: AuditSource = NO_SOURCE): Promise<void> {
+  const rows = await ctx.db.delete(webauthnCredentials)
+    .where(and(eq(webauthnCredentials.userId, userId), sql`lower(${webauthnCredentials.name}) = lower(${name.normalize('NFKC').trim()})`))
+    .returning();
+  if (!rows.length) throw notFound('Passkey');
+  await audit(ctx, { ...source, action: 'wan.deleted', targetUserId: userId, details: { credential: rows[0]!.id, name: rows[0]!.name } });
+}
+
+/** PATCH /wan-register/{id}: a new name. */
+export async function renameCredential(ctx: SecurityContext, userId: number, id: string, name: string, source: AuditSource = NO_SOURCE):
+Promise<WebauthnCredentialRow> {
+  const newName = credentialName(name);
+  let rows: WebauthnCredentialRow[];
+  try {
+    rows = await ctx.db.update(webauthnCredentials).set({ name: newName })
+      .where(and(eq(webauthnCredentials.id, id), eq(webauthnCredentials.userId, userId))).returning();
+  } catch (err) {
+    throw mapCredentialWriteError(err);
+  }
+  if (!rows.length) throw notFound('Passkey');
+  await audit(ctx, { ...source, action: 'wan.renamed', targetUserId: userId, details: { credential: id, name: newName } });
+  return rows[0]!;
+}
+
+/** Admin API and CLI: remove one credential of a user (the caller checked scope and permission). */
+export async function removeUserCredential(ctx: SecurityContext, userId: number, id: string, source: AuditSource = NO_SOURCE): Promise<void> {
+  const rows = await ctx.db.delete(webauthnCredentials)
+    .where(and(eq(webauthnCredentials.id, id), eq(webauthnCredentials.userId, userId))).returning();
+  if (!rows.length) throw notFound('Passkey');
+  await audit(ctx, { ...source, action: 'wan.deleted', targetUserId: userId, details: { credential: id, name: rows[0]!.name, by_admin: true } });
+}
+
+// ---- sign-in and re-authentication ----
+
+export interface SigninStart {
+  /** the typed identity (the address), when given: the key must belong to it */
+  identity?: string;
+  /** a pending two-factor login (the tf_token's challenge) the key completes */
+  secondFactor?: { userId: number; fsUniquifier: string; challengeId: string; remember: boolean };
+  remember?: boolean;
+}
+
+/**
+ * POST /wan-signin. Without an identity the browser offers any discoverable credential for this RP
+ * (conditional UI); with one, the answer is identical whether or not the address has an account
+ * (no credential list is sent: "first" keys are discoverable), and the key must belong to it.
+ * As a second factor, the account's keys are listed and the challenge is bound to the tf_token.
+ */
+export async function beginSignin(ctx: SecurityContext, input: SigninStart): Promise<CeremonyStart<RequestOptions>> {
+  const party = rp(ctx);
+  if (input.secondFactor) {
+    const sf = input.secondFactor;
+    const creds = await listCredentials(ctx.db, sf.userId);
+    const options = await generateAuthenticationOptions({
+      rpID: party.id, timeout: party.timeoutMs, userVerification: 'preferred',
+      allowCredentials: creds.map((c) => ({ id: c.credentialId, transports: transportsOf(c) })),
+    });
+    const wanState = await storeChallenge(ctx, {
+      purpose: 'signin', challenge: options.challenge, userId: sf.userId, fsUniquifier: sf.fsUniquifier,
+      tfChallengeId: sf.challengeId, remember: sf.remember,
+    });
+    return { wanState, options };
+  }
+  let userId: number | null = null;
+  if (input.identity !== undefined) {
+    const user = await findUser(ctx.db, { email: input.identity });
+    // an unknown address gets a challenge bound to no account, which no key can answer
+    userId = user?.id ?? 0;
+  }
+  const options = await generateAuthenticationOptions({ rpID: party.id, timeout: party.timeoutMs, userVerification: 'required' });
+  const wanState = await storeChallenge(ctx, {
+    purpose: 'signin', challenge: options.challenge, userId: userId || null, remember: input.remember ?? false,
+    // a typed identity without an account: bound to an impossible account id, so it always fails
+    ...(userId === 0 ? { fsUniquifier: 'unknown' } : {}),
+  });
+  return { wanState, options };
+}
+
+export interface SigninDone {
+  user: UserRecord;
+  credential: WebauthnCredentialRow;
+  remember: boolean;
+  /** set when the key completed a pending two-factor login: the tf challenge to consume */
+  tfChallengeId: string | null;
+  userVerified: boolean;
+}
+
+interface AssertionCheck {
+  row: WebauthnChallengeRow;
+  response: AuthenticationResponseJSON;
+  requireUserVerification: boolean;
+  allowUsage: readonly WanUsage[];
+  failedAction: string;
+  source: AuditSource;
+}
+
+const SIGN_COUNT_RE = /counter/i;
+
+/** The shared second half of sign-in and re-authentication: the key, its owner, the signature, the count. */
+async function checkAssertion(ctx: SecurityContext, a: AssertionCheck): Promise<{ user: UserRecord; credential: WebauthnCredentialRow; userVerified: boolean }> {
+  const { row, response, source } = a;
+  const refuse = async (reason: string, userId: number | null, email: string | null): Promise<never> => {
+    if (email) await recordLoginFailure(ctx, email, source);
+    await audit(ctx, { ...source, action: a.failedAction, targetUserId: userId, details: { reason, ...(email ? { email } : {}), method: 'webauthn' } });
+    throw webauthnInvalid();
+  };
+  const credentialId = typeof response.id === 'string' ? response.id : '';
+  const [credential] = credentialId && /^[A-Za-z0-9_-]{1,1400}$/.test(credentialId)
+    ? await ctx.db.select().from(webauthnCredentials).where(eq(webauthnCredentials.credentialId, credentialId)).limit(1)
+    : [];
+  if (!credential) return refuse('unknown_credential', row.userId, null);
+  if (row.fsUniquifier === 'unknown' || (row.userId !== null && row.userId !== credential.userId)) {
+    // another account's key: nothing is counted against that account (the caller does not own it)
+    return refuse('other_users_credential', row.userId, null);
+  }
+  const user = await findUser(ctx.db, { id: credential.userId });
+  if (!user) return refuse('unknown_credential', null, null);
+  await assertNotLocked(ctx, user.email);
+  if (!a.allowUsage.includes(credential.usage)) return refuse('usage_not_allowed', user.id, user.email);
+  if (row.fsUniquifier && !safeEqual(user.fsUniquifier, row.fsUniquifier)) return refuse('account_changed', user.id, null);
+  const handle = response.response?.userHandle;
+  if (handle && handle !== userHandle(ctx, user.id)) return refuse('user_handle_mismatch', user.id, user.email);
+  const party = rp(ctx);
+  let info;
+  try {
+    const verified = await verifyAuthenticationResponse({
+      response, expectedChallenge: row.challenge, expectedOrigin: party.origins, expectedRPID: party.id,
+      requireUserVerification: a.requireUserVerification,
+      credential: { id: credential.credentialId, publicKey: isoBase64URL.toBuffer(credential.publicKey), counter: credential.signCount,
+        transports: transportsOf(credential) },
+    });
+    if (!verified.verified) return refuse('bad_signature', user.id, user.email);
+    info = verified.authenticationInfo;
+  } catch (err) {
+    const reason = err instanceof Error && SIGN_COUNT_RE.test(err.message) ? 'sign_count_regression' : 'verification_failed';
+    return refuse(reason, user.id, user.email);
+  }
+  // forward only, decided by the database: a concurrent use of the same count loses here
+  const moved = await ctx.db.update(webauthnCredentials)
+    .set({ signCount: info.newCounter, lastUsedAt: ctx.clock.now(), backedUp: info.credentialBackedUp })
+    .where(and(eq(webauthnCredentials.id, credential.id), or(
+      lt(webauthnCredentials.signCount, info.newCounter),
+      and(eq(webauthnCredentials.signCount, 0), sql`${info.newCounter} = 0`),
+    )))
+    .returning({ id: webauthnCredentials.id });
+  if (!moved.length) return refuse('sign_count_regression', user.id, user.email);
+  return { user, credential, userVerified: info.userVerified };
+}
+
+/**
+ * POST /wan-signin/{wan_state}: the assertion. Returns the account and how the key was used; the
+ * caller ends the login (or completes the pending two-factor login named by tfChallengeId).
+ */
+export async function finishSignin(ctx: SecurityContext, state: string, response: AuthenticationResponseJSON, source: AuditSource = NO_SOURCE):
+Promise<SigninDone> {
+  const row = await takeChallenge(ctx, state, 'signin');
+  if (!row) {
+    await audit(ctx, { ...source, action: 'login.failed', details: { reason: 'challenge_invalid', method: 'webauthn' } });
+    throw webauthnInvalid();
+  }
+  const secondFactor = row.tfChallengeId !== null;
+  const { user, credential, userVerified } = await checkAssertion(ctx, {
+    row, response, source, failedAction: 'login.failed',
+    requireUserVerification: !secondFactor,
+    allowUsage: secondFactor ? ['first', 'secondary'] : ['first'],
+  });
+  return { user, credential, remember: row.remember, tfChallengeId: row.tfChallengeId, userVerified };
+}
+
+/** POST /wan-verify: options for re-authenticating the current session with any of the account's keys. */
+export async function beginVerify(ctx: SecurityContext, user: UserRecord, sessionId: string): Promise<CeremonyStart<RequestOptions>> {
+  const party = rp(ctx);
+  const creds = await listCredentials(ctx.db, user.id);
+  if (!creds.length) throw new AppError(409, 'CONFLICT', 'You have no passkey; re-authenticate with your password (POST /verify)');
+  const options = await generateAuthenticationOptions({
+    rpID: party.id, timeout: party.timeoutMs, userVerification: 'preferred',
+    allowCredentials: creds.map((c) => ({ id: c.credentialId, transports: transportsOf(c) })),
+  });
+  const wanState = await storeChallenge(ctx, { purpose: 'verify', challenge: options.challenge, userId: user.id, fsUniquifier: user.fsUniquifier, sessionId });
+  return { wanState, options };
+}
+
+/** POST /wan-verify/{wan_state}: the assertion marks this session fresh. */
+export async function finishVerify(ctx: SecurityContext, state: string, response: AuthenticationResponseJSON,
+  auth: { userId: number; sessionId: string }, source: AuditSource = NO_SOURCE): Promise<void> {
+  const row = await takeChallenge(ctx, state, 'verify');
+  if (!row || row.userId !== auth.userId || row.sessionId !== auth.sessionId) {
+    await audit(ctx, { ...source, action: 'session.verify_failed', targetUserId: auth.userId, details: { reason: 'challenge_invalid', method: 'webauthn' } });
+    throw webauthnInvalid();
+  }
+  const { credential } = await checkAssertion(ctx, {
+    row, response, source, failedAction: 'session.verify_failed', requireUserVerification: false, allowUsage: ['first', 'secondary'],
+  });
+  await ctx.db.update(sessions).set({ fsPaa: ctx.clock.now() })
+    .where(and(eq(sessions.id, auth.sessionId), eq(sessions.userId, auth.userId), isNull(sessions.revokedAt)));
+  await audit(ctx, { ...source, action: 'session.verified', targetUserId: auth.userId, details: { method: 'webauthn', credential: credential.id } });
+}
+
+/** Challenges long past their expiry (called with the other pruning). */
+export async function pruneWebauthnChallenges(ctx: SecurityContext): Promise<void> {
+  await ctx.db.delete(webauthnChallenges).where(lt(webauthnChallenges.expiresAt, new Date(ctx.clock.now().getTime() - 3600_000)));
+}
