@@ -64,6 +64,10 @@ function scrub(value: unknown, depth = 0): unknown {
   return value;
 }
 
+/** An event's details as they are stored (credential-like keys dropped, long strings cut). */
+export const scrubDetails = (details: Record<string, unknown> | undefined): Record<string, unknown> =>
+  scrub(details ?? {}) as Record<string, unknown>;
+
 /**
  * Appends one event. Pass the transaction as `db` when the event belongs to a change, so the change and
  * its record commit (or roll back) together.

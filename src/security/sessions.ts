@@ -31,27 +31,38 @@ function keysFor(ctx: SecurityContext): Buffer[] {
 
 export interface NewSession { session: SessionRow; refreshToken: string }
 
-export async function createSession(ctx: SecurityContext, input: {
-  userId: number; ip: string | null; userAgent: string | null; fsPaa?: Date;
-}, db: SecurityContext['db'] | Tx = ctx.db): Promise<NewSession> {
+export interface SessionInput { userId: number; ip: string | null; userAgent: string | null; fsPaa?: Date; remember?: boolean }
+
+/** The row of a new login session and its first refresh token (inserted by createSession or by completeLogin's statement). */
+export function newSessionValues(ctx: SecurityContext, input: SessionInput): { values: typeof sessions.$inferInsert & { id: string; createdAt: Date; expiresAt: Date; fsPaa: Date }; refreshToken: string } {
   const now = ctx.clock.now();
   const id = randomUUID();
   const seed = randomToken(24);
   const refreshToken = makeRefreshToken(keysFor(ctx)[0]!, id, 0, seed);
-  const [session] = await db.insert(sessions).values({
-    id,
-    userId: input.userId,
-    createdAt: now,
-    lastUsedAt: now,
-    expiresAt: new Date(now.getTime() + ctx.config.SECURITY_REFRESH_TOKEN_MAX_AGE * 1000),
-    ip: input.ip,
-    userAgent: input.userAgent?.slice(0, 512) ?? null,
-    refreshTokenHash: sha256(refreshToken),
-    refreshGeneration: 0,
-    refreshSeed: seed,
-    csrfToken: randomToken(32),
-    fsPaa: input.fsPaa ?? now,
-  }).returning();
+  return {
+    refreshToken,
+    values: {
+      id,
+      userId: input.userId,
+      createdAt: now,
+      lastUsedAt: now,
+      expiresAt: new Date(now.getTime() + ctx.config.SECURITY_REFRESH_TOKEN_MAX_AGE * 1000),
+      ip: input.ip,
+      userAgent: input.userAgent?.slice(0, 512) ?? null,
+      refreshTokenHash: sha256(refreshToken),
+      refreshGeneration: 0,
+      refreshSeed: seed,
+      csrfToken: randomToken(32),
+      fsPaa: input.fsPaa ?? now,
+      kind: 'login',
+      remember: input.remember ?? false,
+    },
+  };
+}
+
+export async function createSession(ctx: SecurityContext, input: SessionInput, db: SecurityContext['db'] | Tx = ctx.db): Promise<NewSession> {
+  const { values, refreshToken } = newSessionValues(ctx, input);
+  const [session] = await db.insert(sessions).values(values).returning();
   return { session: session!, refreshToken };
 }
 

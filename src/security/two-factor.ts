@@ -22,7 +22,7 @@ import { twoFactorChallenges, users, type TfPurpose, type TwoFactorChallengeRow 
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, type UserRecord } from './datastore.js';
-import { assertNotLocked, recordLoginFailure } from './lockout.js';
+import { reserveAttempt, settleFailure, settleNeutral, type Attempt } from './lockout.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { open, seal } from './secret-box.js';
 import { deriveKey, safeEqual } from './tokens.js';
@@ -198,23 +198,34 @@ async function consume(ctx: SecurityContext, id: string, db: SecurityContext['db
 }
 
 /**
- * POST /tf-validate: the second step of a login. Returns the user and the login's `remember` choice
- * when the code is right; the caller opens the session. The address's lockout applies first.
+ * POST /tf-validate: the second step of a login. The code is a counted secret check: the address's
+ * slot is reserved first (429 ACCOUNT_LOCKED while locked), a wrong code counts as a failure. Returns
+ * the user, the login's `remember` choice and the reservation; the caller (security/login.ts)
+ * completes the login with it.
  */
 export async function validateTwoFactorLogin(ctx: SecurityContext, token: string, code: string, source: AuditSource = NO_SOURCE):
-Promise<{ user: UserRecord; remember: boolean; method: 'totp' | 'recovery' }> {
+Promise<{ user: UserRecord; remember: boolean; method: 'totp' | 'recovery'; attempt: Attempt }> {
   const { challenge, user } = await liveChallenge(ctx, token, 'login');
-  await assertNotLocked(ctx, user.email);
   if (!twoFactorEnabled(user)) throw tokenDead();
-  await takeAttempt(ctx, challenge.id);
-  const method = await verifyTwoFactorCode(ctx, user, code, source);
+  const attempt = await reserveAttempt(ctx, user.email);
+  let method: 'totp' | 'recovery' | null;
+  try {
+    await takeAttempt(ctx, challenge.id);
+    method = await verifyTwoFactorCode(ctx, user, code, source);
+  } catch (err) {
+    await settleNeutral(ctx, attempt);
+    throw err;
+  }
   if (!method) {
-    await recordLoginFailure(ctx, user.email, source);
+    await settleFailure(ctx, attempt, source);
     await audit(ctx, { ...source, action: 'login.failed', targetUserId: user.id, details: { email: user.email, reason: 'bad_second_factor' } });
     throw twoFactorInvalid();
   }
-  if (!(await consume(ctx, challenge.id))) throw tokenDead();
-  return { user, remember: challenge.remember, method };
+  if (!(await consume(ctx, challenge.id))) {
+    await settleNeutral(ctx, attempt);
+    throw tokenDead();
+  }
+  return { user, remember: challenge.remember, method, attempt };
 }
 
 // ---- setup ----

@@ -92,6 +92,8 @@ export const sessions = pgTable('sessions', {
   fsPaa: timestamp('fs_paa', { withTimezone: true }).notNull().defaultNow(),
   // 'login' (password login: cookie, access and refresh tokens) or 'token' (a personal access token).
   kind: text('kind').notNull().default('login'),
+  // The login asked to be remembered: re-issued cookies (password change) stay persistent.
+  remember: boolean('remember').notNull().default(false),
 }, (t) => [
   index('sessions_user_id_idx').on(t.userId),
   uniqueIndex('sessions_refresh_token_hash_idx').on(t.refreshTokenHash),

@@ -17,6 +17,11 @@ export const loginAttempts = pgTable('login_attempts', {
   // Set while the address is refused; lock_count doubles the next lock's duration.
   lockedUntil: timestamp('locked_until', { withTimezone: true }),
   lockCount: integer('lock_count').notNull().default(0),
+  // Checks in flight: reserved before the secret is verified, settled after (security/lockout.ts), so
+  // failures + pending never exceeds the threshold, whatever the concurrency. A reservation left by a
+  // crashed process stops counting at pending_until.
+  pending: integer('pending').notNull().default(0),
+  pendingUntil: timestamp('pending_until', { withTimezone: true }),
 }, (t) => [index('login_attempts_locked_until_idx').on(t.lockedUntil)]);
 
 export const rateLimits = pgTable('rate_limits', {

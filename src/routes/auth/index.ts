@@ -4,12 +4,11 @@ import type { RequestAuth } from '../../plugins/authentication.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError, notFound } from '../../errors.js';
-import { checkCredentials, registerUser, startSession } from '../../security/auth.js';
+import { registerUser } from '../../security/auth.js';
+import { loginNewAccount, passwordLogin } from '../../security/login.js';
 import { resetUserAccess, updateProfile, type UserRecord } from '../../security/datastore.js';
 import { notifyExistingRegistration } from '../../security/confirmable.js';
-import { clearLoginFailures } from '../../security/lockout.js';
-import { createChallenge, twoFactorEnabled, twoFactorRequired } from '../../security/two-factor.js';
-import { LoginOrTwoFactorResponse } from '../../schemas/two-factor.js';
+import { LoginOrTwoFactorResponse, TwoFactorSetupRequiredResponse } from '../../schemas/two-factor.js';
 import { listSessions, revokeByRefreshToken, revokeOwnSession, revokeSession, rotateRefreshToken } from '../../security/sessions.js';
 import { bodyErrors, errors, MessageResponse, UuidParam, SECURED } from '../../schemas/common.js';
 import {
@@ -29,7 +28,7 @@ export default async function authRoutes(root: FastifyInstance) {
   const { config } = ctx;
   const prefix = config.SECURITY_URL_PREFIX;
 
-  const { clientInfo, tokenResponse } = sessionResponder(app);
+  const { clientInfo, tokenResponse, loginAnswer, setupOrSessionAnswer } = sessionResponder(app);
 
   // ---- public: no credentials needed ----
   app.register(async (pub) => {
@@ -39,9 +38,11 @@ export default async function authRoutes(root: FastifyInstance) {
       config: { authSync: false, rateLimitClass: 'auth' },
       schema: {
         tags: TAG, security: [], operationId: 'register', summary: 'Create an account (role Citizen)',
-        description: 'With SECURITY_RETURN_GENERIC_RESPONSES every well-formed request gets 202 and no account details.',
+        description: 'With SECURITY_RETURN_GENERIC_RESPONSES every well-formed request gets 202 and no account details. ' +
+          'Without confirmation the new account is logged in (token pair + cookie), unless its roles are in ' +
+          'SECURITY_TWO_FACTOR_REQUIRED_ROLES: then the answer is the login\'s {tf_required, tf_setup_required, tf_token} and no session.',
         body: RegisterBody,
-        response: { 201: RegisterResponse, 202: MessageResponse, ...bodyErrors(404, 409) },
+        response: { 201: Type.Union([RegisterResponse, TwoFactorSetupRequiredResponse]), 202: MessageResponse, ...bodyErrors(404, 409) },
       },
     }, async (request, reply) => {
       if (!config.SECURITY_REGISTERABLE) throw notFound('Route');
@@ -63,8 +64,8 @@ export default async function authRoutes(root: FastifyInstance) {
       await audit(ctx, { ...auditSource(request, user.id), action: 'user.registered', targetUserId: user.id });
       if (config.SECURITY_RETURN_GENERIC_RESPONSES) return reply.code(202).send({ message: 'Check your email to continue.' });
       if (config.SECURITY_CONFIRMABLE) return reply.code(201).send({ user: publicUser(user) });
-      const started = await startSession(ctx, user, clientInfo(request));
-      return reply.code(201).send(tokenResponse(reply, started.user, started.session, started.refreshToken));
+      const outcome = await loginNewAccount(ctx, { user, client: clientInfo(request), source: auditSource(request, user.id) });
+      return reply.code(201).send(setupOrSessionAnswer(reply, outcome));
     });
 
     p.post(`${prefix}/login`, {
@@ -80,24 +81,11 @@ export default async function authRoutes(root: FastifyInstance) {
         response: { 200: LoginOrTwoFactorResponse, ...bodyErrors(401, 403) },
       },
     }, async (request, reply) => {
-      const user = await checkCredentials(ctx, request.body.email, request.body.password, auditSource(request));
-      const remember = request.body.remember ?? false;
-      // The password was right, but the login is not complete: the lockout count stays until the
-      // second factor is given, so tf_tokens cannot be farmed to reset it.
-      if (twoFactorEnabled(user)) {
-        const challenge = await createChallenge(ctx, user, 'login', remember);
-        await audit(ctx, { ...auditSource(request, user.id), action: 'login.second_factor_required', targetUserId: user.id });
-        return { tf_required: true as const, tf_token: challenge.token, tf_method: 'authenticator' as const };
-      }
-      if (twoFactorRequired(ctx, user)) {
-        const challenge = await createChallenge(ctx, user, 'setup', remember);
-        await audit(ctx, { ...auditSource(request, user.id), action: 'login.second_factor_setup_required', targetUserId: user.id });
-        return { tf_required: true as const, tf_setup_required: true as const, tf_token: challenge.token };
-      }
-      await clearLoginFailures(ctx, request.body.email);
-      const started = await startSession(ctx, user, clientInfo(request));
-      await audit(ctx, { ...auditSource(request, user.id), action: 'login.succeeded', targetUserId: user.id, details: { session_id: started.session.id } });
-      return tokenResponse(reply, started.user, started.session, started.refreshToken, remember);
+      const outcome = await passwordLogin(ctx, {
+        email: request.body.email, password: request.body.password, remember: request.body.remember ?? false,
+        client: clientInfo(request), source: auditSource(request),
+      });
+      return loginAnswer(reply, outcome);
     });
 
     p.post(`${prefix}/refresh-token`, {

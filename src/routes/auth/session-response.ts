@@ -2,7 +2,7 @@
 // password): the user, the token pair, the CSRF token, and the session cookie.
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { SessionRow } from '../../db/schema/index.js';
-import type { ClientInfo } from '../../security/auth.js';
+import type { ClientInfo, LoginOutcome, LoginSession } from '../../security/login.js';
 import type { UserRecord } from '../../security/datastore.js';
 import { publicUser } from '../../security/presenters.js';
 
@@ -29,5 +29,22 @@ export function sessionResponder(app: FastifyInstance) {
     };
   }
 
-  return { clientInfo, tokenResponse };
+  /** A LoginOutcome of security/login.ts as JSON: the session answer, or the two-factor step (no session, no cookie). */
+  function loginAnswer(reply: FastifyReply, outcome: LoginOutcome) {
+    if (outcome.kind === 'tf_required') return { tf_required: true as const, tf_token: outcome.tfToken, tf_method: outcome.tfMethod };
+    return setupOrSessionAnswer(reply, outcome);
+  }
+
+  /** The answer of a login that cannot have 2FA yet (registration): the forced setup, or the session. */
+  function setupOrSessionAnswer(reply: FastifyReply, outcome: Exclude<LoginOutcome, { kind: 'tf_required' }>) {
+    if (outcome.kind === 'tf_setup_required') return { tf_required: true as const, tf_setup_required: true as const, tf_token: outcome.tfToken };
+    return sessionAnswer(reply, outcome);
+  }
+
+  /** A completed login as JSON (token pair + cookie). */
+  function sessionAnswer(reply: FastifyReply, outcome: LoginSession) {
+    return tokenResponse(reply, outcome.user, outcome.session, outcome.refreshToken, outcome.remember);
+  }
+
+  return { clientInfo, tokenResponse, loginAnswer, sessionAnswer, setupOrSessionAnswer };
 }

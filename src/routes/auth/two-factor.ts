@@ -6,10 +6,9 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError } from '../../errors.js';
 import { fresh } from '../../plugins/guards.js';
-import { startSession } from '../../security/auth.js';
-import { clearLoginFailures } from '../../security/lockout.js';
+import { completeLogin, completeTwoFactorLogin } from '../../security/login.js';
 import {
-  beginForcedSetup, beginSetup, confirmSetup, disableTwoFactor, regenerateRecoveryCodes, validateTwoFactorLogin,
+  beginForcedSetup, beginSetup, confirmSetup, disableTwoFactor, regenerateRecoveryCodes,
 } from '../../security/two-factor.js';
 import { bodyErrors, errors, SECURED } from '../../schemas/common.js';
 import { LoginResponse } from '../../schemas/auth.js';
@@ -17,7 +16,6 @@ import {
   RecoveryCodesResponse, TfCodeBody, TfSetupBody, TfSetupDoneResponse, TfSetupResponse, TfSetupTokenParam, TfValidateBody,
 } from '../../schemas/two-factor.js';
 import { sessionResponder } from './session-response.js';
-import { audit } from '../../security/audit.js';
 import { auditSource } from '../request-source.js';
 
 const TAG = ['two-factor'];
@@ -31,7 +29,7 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
   const ctx = app.security;
   const { config } = ctx;
   const prefix = config.SECURITY_URL_PREFIX;
-  const { clientInfo, tokenResponse } = sessionResponder(app);
+  const { clientInfo, sessionAnswer } = sessionResponder(app);
   const requireFresh = fresh(config.SECURITY_FRESHNESS, () => ctx.clock.now());
 
   // ---- public: the second step of a login needs only the tf_token (mobile clients: no cookie) ----
@@ -48,12 +46,10 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
         response: { 200: LoginResponse, ...bodyErrors(401) },
       },
     }, async (request, reply) => {
-      const { user, remember, method } = await validateTwoFactorLogin(ctx, request.body.tf_token, request.body.code, auditSource(request, null));
-      await clearLoginFailures(ctx, user.email);
-      const started = await startSession(ctx, user, clientInfo(request));
-      await audit(ctx, { ...auditSource(request, user.id), action: 'login.succeeded', targetUserId: user.id,
-        details: { session_id: started.session.id, second_factor: method } });
-      return tokenResponse(reply, started.user, started.session, started.refreshToken, remember);
+      const outcome = await completeTwoFactorLogin(ctx, {
+        tfToken: request.body.tf_token, code: request.body.code, client: clientInfo(request), source: auditSource(request, null),
+      });
+      return sessionAnswer(reply, outcome);
     });
   });
 
@@ -102,11 +98,11 @@ export default async function twoFactorRoutes(root: FastifyInstance) {
     }, async (request, reply) => {
       const done = await confirmSetup(ctx, request.params.tf_setup_token, request.body.code, request.auth?.user.id ?? null, auditSource(request));
       if (!done.login) return { recovery_codes: done.recoveryCodes };
-      await clearLoginFailures(ctx, done.user.email);
-      const started = await startSession(ctx, done.user, clientInfo(request));
-      await audit(ctx, { ...auditSource(request, done.user.id), action: 'login.succeeded', targetUserId: done.user.id,
-        details: { session_id: started.session.id, second_factor: 'setup' } });
-      return { recovery_codes: done.recoveryCodes, ...tokenResponse(reply, started.user, started.session, started.refreshToken, done.login.remember) };
+      const outcome = await completeLogin(ctx, {
+        user: done.user, attempt: null, method: 'password', secondFactor: 'setup', remember: done.login.remember,
+        client: clientInfo(request), source: auditSource(request, null),
+      });
+      return { recovery_codes: done.recoveryCodes, ...sessionAnswer(reply, outcome) };
     });
   });
 
