@@ -18,14 +18,14 @@
 // /us-signin/link/{token} without being consumed (mail scanners follow links).
 import { and, desc, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import { createHmac, randomUUID } from 'node:crypto';
-import { usSigninCodes, type UsSigninCodeRow } from '../db/schema/index.js';
+import { users, usSigninCodes, type UsSigninCodeRow } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, normalizeEmail, type UserRecord } from './datastore.js';
-import { assertNotLocked, lockoutKey, recordLoginFailure } from './lockout.js';
+import { lockoutKey } from './lockout.js';
+import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
 import { enqueueMail } from './outbox.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
-import { invalidCredentials } from './auth.js';
 import { linkExpired, linkInvalid } from './links.js';
 import { deriveKey, safeEqual } from './tokens.js';
 
@@ -120,12 +120,13 @@ export async function signinMailContent(ctx: SecurityContext, codeId: unknown): 
 const CODE_RE = /^[0-9]{6}$/;
 
 /**
- * POST /us-signin: the code. Returns the account (the caller ends the login: active/confirmed
- * rules, 2FA, session). 429 while the address is locked; 401 INVALID_CREDENTIALS for anything wrong.
+ * The code check (the pipeline's verify callback): the same work whether or not the address has an
+ * account. A right code is consumed (once, atomically); a wrong one costs every live code of the
+ * address an attempt. A code reaching the mailbox proves the address: an unconfirmed account is
+ * confirmed by it (as by a reset link).
  */
-export async function verifySigninCode(ctx: SecurityContext, identity: string, passcode: string, source: AuditSource = NO_SOURCE): Promise<UserRecord> {
+async function checkCode(ctx: SecurityContext, identity: string, passcode: string, user: UserRecord | null): Promise<boolean> {
   const key = lockoutKey(identity);
-  await assertNotLocked(ctx, identity);
   const now = ctx.clock.now();
   const code = passcode.replace(/[\s-]/g, '');
   const live = await ctx.db.select().from(usSigninCodes).where(and(
@@ -135,21 +136,42 @@ export async function verifySigninCode(ctx: SecurityContext, identity: string, p
   const match: UsSigninCodeRow | undefined = CODE_RE.test(code)
     ? live.find((r) => hashKeys.some((k) => safeEqual(codeHash(ctx, r.id, code, k), r.codeHash)))
     : undefined;
-  if (match) {
+  if (match && user) {
     const used = await ctx.db.update(usSigninCodes).set({ usedAt: now })
-      .where(and(eq(usSigninCodes.id, match.id), isNull(usSigninCodes.usedAt))).returning({ id: usSigninCodes.id });
-    const user = used.length ? await findUser(ctx.db, { email: identity }) : null;
-    if (user) return user;
+      .where(and(eq(usSigninCodes.id, match.id), isNull(usSigninCodes.usedAt), gt(usSigninCodes.expiresAt, now))).returning({ id: usSigninCodes.id });
+    if (used.length) {
+      await provesAddress(ctx, user);
+      return true;
+    }
   }
-  // every live code of the address loses an attempt, and the address a login
   if (live.length) {
     await ctx.db.update(usSigninCodes).set({ attempts: sql`${usSigninCodes.attempts} + 1` })
       .where(and(eq(usSigninCodes.email, key), isNull(usSigninCodes.usedAt), gt(usSigninCodes.expiresAt, now)));
   }
-  await recordLoginFailure(ctx, identity, source);
-  const owner = await findUser(ctx.db, { email: identity });
-  await audit(ctx, { ...source, action: 'login.failed', targetUserId: owner?.id ?? null, details: { email: key, reason: 'bad_code', method: 'email_code' } });
-  throw invalidCredentials();
+  return false;
+}
+
+async function provesAddress(ctx: SecurityContext, user: UserRecord): Promise<void> {
+  if (user.confirmedAt) return;
+  const now = ctx.clock.now();
+  await ctx.db.update(users).set({ confirmedAt: sql`coalesce(${users.confirmedAt}, ${now.toISOString()}::timestamptz)`, updatedAt: now })
+    .where(eq(users.id, user.id));
+  user.confirmedAt = now;
+  await audit(ctx, { action: 'email.confirmed', actorId: user.id, targetUserId: user.id, details: { method: 'email_code' } });
+}
+
+export interface CodeLoginInput { identity: string; passcode: string; remember: boolean; client: ClientInfo; source?: AuditSource }
+
+/**
+ * POST /us-signin: the code, through the login pipeline (lockout first, every wrong code a counted
+ * failure, active/confirmed rules, 2FA still applies, then the session). Unknown address, wrong,
+ * used and expired codes: the same 401 INVALID_CREDENTIALS.
+ */
+export function emailCodeLogin(ctx: SecurityContext, input: CodeLoginInput): Promise<LoginOutcome> {
+  return beginLogin(ctx, {
+    identify: { email: input.identity }, method: 'email_code', remember: input.remember, client: input.client, source: input.source,
+    verify: (user) => checkCode(ctx, input.identity, input.passcode, user),
+  });
 }
 
 async function linkRow(ctx: SecurityContext, token: string): Promise<UsSigninCodeRow> {
@@ -168,20 +190,26 @@ export async function checkSigninLink(ctx: SecurityContext, token: string): Prom
   if (!user) throw linkInvalid();
 }
 
-/** POST /us-signin/link: consumes the link (and the code mailed with it); returns the account. */
-export async function consumeSigninLink(ctx: SecurityContext, token: string, source: AuditSource = NO_SOURCE): Promise<UserRecord> {
-  const row = await linkRow(ctx, token);
-  const user = await findUser(ctx.db, { email: row.email });
-  if (!user) throw linkInvalid();
-  await assertNotLocked(ctx, user.email);
-  const now = ctx.clock.now();
-  const used = await ctx.db.update(usSigninCodes).set({ usedAt: now })
-    .where(and(eq(usSigninCodes.id, row.id), isNull(usSigninCodes.usedAt), gt(usSigninCodes.expiresAt, now))).returning({ id: usSigninCodes.id });
-  if (!used.length) {
-    await audit(ctx, { ...source, action: 'login.failed', targetUserId: user.id, details: { reason: 'link_used', method: 'email_link' } });
-    throw linkInvalid();
-  }
-  return user;
+export interface LinkLoginInput { token: string; remember: boolean; client: ClientInfo; source?: AuditSource }
+
+/**
+ * POST /us-signin/link: consumes the link (and the code mailed with it) inside the pipeline's verify
+ * step; 400 LINK_INVALID / LINK_EXPIRED before it for a link that cannot be good.
+ */
+export async function emailLinkLogin(ctx: SecurityContext, input: LinkLoginInput): Promise<LoginOutcome> {
+  const row = await linkRow(ctx, input.token);
+  return beginLogin(ctx, {
+    identify: { email: row.email }, method: 'email_link', remember: input.remember, client: input.client, source: input.source,
+    wrong: linkInvalid,
+    verify: async (user) => {
+      const now = ctx.clock.now();
+      const used = await ctx.db.update(usSigninCodes).set({ usedAt: now })
+        .where(and(eq(usSigninCodes.id, row.id), isNull(usSigninCodes.usedAt), gt(usSigninCodes.expiresAt, now))).returning({ id: usSigninCodes.id });
+      if (!used.length || !user) return false;
+      await provesAddress(ctx, user);
+      return true;
+    },
+  });
 }
 
 /** Code rows a day past their expiry. */

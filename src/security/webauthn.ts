@@ -37,7 +37,9 @@ import type { Database } from '../db/client.js';
 import { AppError, notFound, pgError, validationError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, type UserRecord } from './datastore.js';
-import { assertNotLocked, recordLoginFailure } from './lockout.js';
+import { checkSecret } from './lockout.js';
+import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
+import { consumeTwoFactorLogin } from './two-factor.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { deriveKey, safeEqual } from './tokens.js';
 
@@ -126,6 +128,9 @@ function rp(ctx: SecurityContext) {
   const { SECURITY_WAN_RP_ID: id, SECURITY_WAN_RP_NAME: name, SECURITY_WAN_ALLOWED_ORIGINS: origins } = ctx.config;
   return { id, name, origins: [...origins], timeoutMs: ctx.config.SECURITY_WAN_CHALLENGE_TIMEOUT * 1000 };
 }
+
+/** fs_uniquifier of a sign-in challenge for a typed address without an account (no account has it). */
+const UNKNOWN_IDENTITY = '-';
 
 const transportsOf = (c: Pick<WebauthnCredentialRow, 'transports'>) => c.transports as AuthenticatorTransport[];
 
@@ -314,79 +319,74 @@ export async function beginSignin(ctx: SecurityContext, input: SigninStart): Pro
     });
     return { wanState, options };
   }
-  let userId: number | null = null;
-  if (input.identity !== undefined) {
-    const user = await findUser(ctx.db, { email: input.identity });
-    // an unknown address gets a challenge bound to no account, which no key can answer
-    userId = user?.id ?? 0;
-  }
+  let user: UserRecord | null = null;
+  if (input.identity !== undefined) user = await findUser(ctx.db, { email: input.identity });
   const options = await generateAuthenticationOptions({ rpID: party.id, timeout: party.timeoutMs, userVerification: 'required' });
   const wanState = await storeChallenge(ctx, {
-    purpose: 'signin', challenge: options.challenge, userId: userId || null, remember: input.remember ?? false,
-    // a typed identity without an account: bound to an impossible account id, so it always fails
-    ...(userId === 0 ? { fsUniquifier: 'unknown' } : {}),
+    purpose: 'signin', challenge: options.challenge, userId: user?.id ?? null, remember: input.remember ?? false,
+    // a typed identity without an account: a challenge no key can answer
+    ...(input.identity !== undefined && !user ? { fsUniquifier: UNKNOWN_IDENTITY } : {}),
   });
   return { wanState, options };
 }
 
-export interface SigninDone {
-  user: UserRecord;
-  credential: WebauthnCredentialRow;
-  remember: boolean;
-  /** set when the key completed a pending two-factor login: the tf challenge to consume */
-  tfChallengeId: string | null;
-  userVerified: boolean;
-}
-
-interface AssertionCheck {
-  row: WebauthnChallengeRow;
-  response: AuthenticationResponseJSON;
-  requireUserVerification: boolean;
-  allowUsage: readonly WanUsage[];
-  failedAction: string;
-  source: AuditSource;
-}
-
 const SIGN_COUNT_RE = /counter/i;
 
-/** The shared second half of sign-in and re-authentication: the key, its owner, the signature, the count. */
-async function checkAssertion(ctx: SecurityContext, a: AssertionCheck): Promise<{ user: UserRecord; credential: WebauthnCredentialRow; userVerified: boolean }> {
-  const { row, response, source } = a;
-  const refuse = async (reason: string, userId: number | null, email: string | null): Promise<never> => {
-    if (email) await recordLoginFailure(ctx, email, source);
-    await audit(ctx, { ...source, action: a.failedAction, targetUserId: userId, details: { reason, ...(email ? { email } : {}), method: 'webauthn' } });
+interface Resolved { user: UserRecord; credential: WebauthnCredentialRow }
+
+/**
+ * The first half of an assertion check, before any secret is looked at: the key exists and may
+ * answer this challenge (its account is the one the challenge is bound to). A failure here is not
+ * counted against any account (the caller does not own the key). Audited, then 401.
+ */
+async function resolveAssertion(ctx: SecurityContext, row: WebauthnChallengeRow, response: AuthenticationResponseJSON,
+  failedAction: string, source: AuditSource): Promise<Resolved> {
+  const refuse = async (reason: string): Promise<never> => {
+    await audit(ctx, { ...source, action: failedAction, targetUserId: row.userId, details: { reason, method: 'passkey' } });
     throw webauthnInvalid();
   };
   const credentialId = typeof response.id === 'string' ? response.id : '';
   const [credential] = credentialId && /^[A-Za-z0-9_-]{1,1400}$/.test(credentialId)
     ? await ctx.db.select().from(webauthnCredentials).where(eq(webauthnCredentials.credentialId, credentialId)).limit(1)
     : [];
-  if (!credential) return refuse('unknown_credential', row.userId, null);
-  if (row.fsUniquifier === 'unknown' || (row.userId !== null && row.userId !== credential.userId)) {
-    // another account's key: nothing is counted against that account (the caller does not own it)
-    return refuse('other_users_credential', row.userId, null);
-  }
+  if (!credential) return refuse('unknown_credential');
+  if (row.fsUniquifier === UNKNOWN_IDENTITY || (row.userId !== null && row.userId !== credential.userId)) return refuse('other_users_credential');
   const user = await findUser(ctx.db, { id: credential.userId });
-  if (!user) return refuse('unknown_credential', null, null);
-  await assertNotLocked(ctx, user.email);
-  if (!a.allowUsage.includes(credential.usage)) return refuse('usage_not_allowed', user.id, user.email);
-  if (row.fsUniquifier && !safeEqual(user.fsUniquifier, row.fsUniquifier)) return refuse('account_changed', user.id, null);
+  if (!user) return refuse('unknown_credential');
+  if (row.fsUniquifier && !safeEqual(user.fsUniquifier, row.fsUniquifier)) return refuse('account_changed');
+  return { user, credential };
+}
+
+/**
+ * The second half: the secret check proper (the pipeline's verify callback). Usage, user handle,
+ * signature over our challenge, origin, RP id hash, flags, and the sign count moved forward by the
+ * database. Returns whether the assertion is good and whether the user was verified.
+ */
+async function verifyAssertion(ctx: SecurityContext, row: WebauthnChallengeRow, response: AuthenticationResponseJSON, r: Resolved,
+  policy: { requireUserVerification: boolean; allowUsage: readonly WanUsage[] }, source: AuditSource, failedAction: string):
+Promise<{ ok: boolean; userVerified: boolean }> {
+  const { user, credential } = r;
+  const note = async (reason: string) => {
+    await audit(ctx, { ...source, action: failedAction === 'login.failed' ? 'wan.assertion_refused' : failedAction, targetUserId: user.id,
+      details: { reason, credential: credential.id, method: 'passkey' } });
+    return { ok: false, userVerified: false };
+  };
+  if (!policy.allowUsage.includes(credential.usage)) return note('usage_not_allowed');
   const handle = response.response?.userHandle;
-  if (handle && handle !== userHandle(ctx, user.id)) return refuse('user_handle_mismatch', user.id, user.email);
+  if (handle && handle !== userHandle(ctx, user.id)) return note('user_handle_mismatch');
   const party = rp(ctx);
   let info;
   try {
     const verified = await verifyAuthenticationResponse({
       response, expectedChallenge: row.challenge, expectedOrigin: party.origins, expectedRPID: party.id,
-      requireUserVerification: a.requireUserVerification,
+      requireUserVerification: policy.requireUserVerification,
       credential: { id: credential.credentialId, publicKey: isoBase64URL.toBuffer(credential.publicKey), counter: credential.signCount,
         transports: transportsOf(credential) },
     });
-    if (!verified.verified) return refuse('bad_signature', user.id, user.email);
+    if (!verified.verified) return note('bad_signature');
     info = verified.authenticationInfo;
   } catch (err) {
-    const reason = err instanceof Error && SIGN_COUNT_RE.test(err.message) ? 'sign_count_regression' : 'verification_failed';
-    return refuse(reason, user.id, user.email);
+    return note(err instanceof Error && SIGN_COUNT_RE.test(err.message) ? 'sign_count_regression' : 'verification_failed');
   }
   // forward only, decided by the database: a concurrent use of the same count loses here
   const moved = await ctx.db.update(webauthnCredentials)
@@ -396,28 +396,46 @@ async function checkAssertion(ctx: SecurityContext, a: AssertionCheck): Promise<
       and(eq(webauthnCredentials.signCount, 0), sql`${info.newCounter} = 0`),
     )))
     .returning({ id: webauthnCredentials.id });
-  if (!moved.length) return refuse('sign_count_regression', user.id, user.email);
-  return { user, credential, userVerified: info.userVerified };
+  if (!moved.length) return note('sign_count_regression');
+  return { ok: true, userVerified: info.userVerified };
 }
 
+export interface PasskeyLoginInput { state: string; response: AuthenticationResponseJSON; client: ClientInfo; source?: AuditSource }
+
 /**
- * POST /wan-signin/{wan_state}: the assertion. Returns the account and how the key was used; the
- * caller ends the login (or completes the pending two-factor login named by tfChallengeId).
+ * POST /wan-signin/{wan_state}: the assertion, through the login pipeline (security/login.ts), so
+ * the lockout, the active/confirmed rules, tracking, the session and the audit row are those of
+ * every login. A "first" key with user verification is itself two factors (secondFactorDone); a key
+ * answering options started with a tf_token completes that pending two-factor login.
  */
-export async function finishSignin(ctx: SecurityContext, state: string, response: AuthenticationResponseJSON, source: AuditSource = NO_SOURCE):
-Promise<SigninDone> {
-  const row = await takeChallenge(ctx, state, 'signin');
+export async function passkeyLogin(ctx: SecurityContext, input: PasskeyLoginInput): Promise<LoginOutcome> {
+  const source = input.source ?? NO_SOURCE;
+  const row = await takeChallenge(ctx, input.state, 'signin');
   if (!row) {
-    await audit(ctx, { ...source, action: 'login.failed', details: { reason: 'challenge_invalid', method: 'webauthn' } });
+    await audit(ctx, { ...source, action: 'login.failed', details: { reason: 'challenge_invalid', method: 'passkey' } });
     throw webauthnInvalid();
   }
   const secondFactor = row.tfChallengeId !== null;
-  const { user, credential, userVerified } = await checkAssertion(ctx, {
-    row, response, source, failedAction: 'login.failed',
-    requireUserVerification: !secondFactor,
-    allowUsage: secondFactor ? ['first', 'secondary'] : ['first'],
+  const resolved = await resolveAssertion(ctx, row, input.response, 'login.failed', source);
+  let userVerified = false;
+  return beginLogin(ctx, {
+    identify: { user: resolved.user },
+    // the first factor of a completed two-factor login was the one that issued the tf_token
+    method: secondFactor ? 'password' : 'passkey',
+    remember: row.remember, client: input.client, source: { ...source, actorId: resolved.user.id },
+    wrong: () => webauthnInvalid(),
+    secondFactorDone: 'passkey',
+    verify: async () => {
+      const checked = await verifyAssertion(ctx, row, input.response, resolved,
+        secondFactor ? { requireUserVerification: false, allowUsage: ['first', 'secondary'] } : { requireUserVerification: true, allowUsage: ['first'] },
+        source, 'login.failed');
+      userVerified = checked.userVerified;
+      if (!checked.ok) return false;
+      // the pending two-factor login is used up by this key, once
+      if (secondFactor && !(await consumeTwoFactorLogin(ctx, row.tfChallengeId!))) return false;
+      return secondFactor || userVerified;
+    },
   });
-  return { user, credential, remember: row.remember, tfChallengeId: row.tfChallengeId, userVerified };
 }
 
 /** POST /wan-verify: options for re-authenticating the current session with any of the account's keys. */
@@ -433,20 +451,23 @@ export async function beginVerify(ctx: SecurityContext, user: UserRecord, sessio
   return { wanState, options };
 }
 
-/** POST /wan-verify/{wan_state}: the assertion marks this session fresh. */
+/** POST /wan-verify/{wan_state}: the assertion marks this session fresh; a counted secret check. */
 export async function finishVerify(ctx: SecurityContext, state: string, response: AuthenticationResponseJSON,
-  auth: { userId: number; sessionId: string }, source: AuditSource = NO_SOURCE): Promise<void> {
+  auth: { user: UserRecord; sessionId: string }, source: AuditSource = NO_SOURCE): Promise<void> {
   const row = await takeChallenge(ctx, state, 'verify');
-  if (!row || row.userId !== auth.userId || row.sessionId !== auth.sessionId) {
-    await audit(ctx, { ...source, action: 'session.verify_failed', targetUserId: auth.userId, details: { reason: 'challenge_invalid', method: 'webauthn' } });
+  if (!row || row.userId !== auth.user.id || row.sessionId !== auth.sessionId) {
+    await audit(ctx, { ...source, action: 'session.verify_failed', targetUserId: auth.user.id, details: { reason: 'challenge_invalid', method: 'passkey' } });
     throw webauthnInvalid();
   }
-  const { credential } = await checkAssertion(ctx, {
-    row, response, source, failedAction: 'session.verify_failed', requireUserVerification: false, allowUsage: ['first', 'secondary'],
+  const resolved = await resolveAssertion(ctx, row, response, 'session.verify_failed', source);
+  await checkSecret(ctx, {
+    email: auth.user.email, source, wrong: () => webauthnInvalid(),
+    verify: async () => (await verifyAssertion(ctx, row, response, resolved, { requireUserVerification: false, allowUsage: ['first', 'secondary'] },
+      source, 'session.verify_failed')).ok,
   });
   await ctx.db.update(sessions).set({ fsPaa: ctx.clock.now() })
-    .where(and(eq(sessions.id, auth.sessionId), eq(sessions.userId, auth.userId), isNull(sessions.revokedAt)));
-  await audit(ctx, { ...source, action: 'session.verified', targetUserId: auth.userId, details: { method: 'webauthn', credential: credential.id } });
+    .where(and(eq(sessions.id, auth.sessionId), eq(sessions.userId, auth.user.id), isNull(sessions.revokedAt)));
+  await audit(ctx, { ...source, action: 'session.verified', targetUserId: auth.user.id, details: { method: 'passkey', credential: resolved.credential.id } });
 }
 
 /** Challenges long past their expiry (called with the other pruning). */

@@ -1,20 +1,19 @@
 // Passwordless sign-in views: passkeys (WebAuthn: /wan-*) and unified sign-in by email (/us-signin*).
-// The rules live in security/webauthn.ts and security/unified-signin.ts; every sign-in ends in
-// security/passwordless-login.ts (the login pipeline's rules). Account-management routes refuse
+// The rules live in security/webauthn.ts and security/unified-signin.ts; every sign-in goes through
+// the one login pipeline (security/login.ts: beginLogin → completeLogin). Account-management routes refuse
 // personal access tokens (interactiveOnly).
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { Type } from 'typebox';
 import { notFound } from '../../errors.js';
 import { fresh, interactiveOnly } from '../../plugins/guards.js';
 import {
-  beginRegistration, beginSignin, beginVerify, deleteCredential, finishRegistration, finishSignin, finishVerify,
-  listCredentials, publicCredential, renameCredential, webauthnInvalid,
+  beginRegistration, beginSignin, beginVerify, deleteCredential, finishRegistration, finishVerify,
+  listCredentials, passkeyLogin, publicCredential, renameCredential,
 } from '../../security/webauthn.js';
-import { checkSigninLink, consumeSigninLink, requestSigninCode, verifySigninCode } from '../../security/unified-signin.js';
-import { endPasswordlessLogin, type PasswordlessOutcome } from '../../security/passwordless-login.js';
-import { consumeTwoFactorLogin, pendingTwoFactorLogin } from '../../security/two-factor.js';
+import { checkSigninLink, emailCodeLogin, emailLinkLogin, requestSigninCode } from '../../security/unified-signin.js';
+import { pendingTwoFactorLogin } from '../../security/two-factor.js';
 import { bodyErrors, errors, MessageResponse, SECURED } from '../../schemas/common.js';
 import { LoginOrTwoFactorResponse } from '../../schemas/two-factor.js';
 import {
@@ -33,7 +32,7 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
   const ctx = app.security;
   const { config } = ctx;
   const prefix = config.SECURITY_URL_PREFIX;
-  const { clientInfo, tokenResponse } = sessionResponder(app);
+  const { clientInfo, loginAnswer } = sessionResponder(app);
   const requireFresh = fresh(config.SECURITY_FRESHNESS, () => ctx.clock.now());
 
   const wanEnabled = async () => {
@@ -42,14 +41,6 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
   const usEnabled = async () => {
     if (!config.SECURITY_UNIFIED_SIGNIN) throw notFound('Route');
   };
-
-  /** The HTTP answer of a passwordless login: the login answer, or the 2FA step it still needs. */
-  function loginAnswer(reply: FastifyReply, outcome: PasswordlessOutcome) {
-    if (outcome.kind === 'tf_required') return { tf_required: true as const, tf_token: outcome.tfToken, tf_method: 'authenticator' as const };
-    if (outcome.kind === 'tf_setup_required') return { tf_required: true as const, tf_setup_required: true as const, tf_token: outcome.tfToken };
-    const s = outcome.started;
-    return tokenResponse(reply, s.user, s.session, s.refreshToken, outcome.remember);
-  }
 
   // ---- public: sign-in ----
   app.register(async (pub) => {
@@ -95,13 +86,9 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
         response: { 200: LoginOrTwoFactorResponse, ...bodyErrors(401, 403, 404) },
       },
     }, async (request, reply) => {
-      const source = auditSource(request, null);
-      const done = await finishSignin(ctx, request.params.wan_state, request.body.credential as unknown as AuthenticationResponseJSON, source);
-      if (done.tfChallengeId !== null && !(await consumeTwoFactorLogin(ctx, done.tfChallengeId))) throw webauthnInvalid();
-      const outcome = await endPasswordlessLogin(ctx, {
-        user: done.user, method: 'webauthn', multiFactor: done.tfChallengeId !== null || done.userVerified, remember: done.remember,
-        client: clientInfo(request), source: { ...source, actorId: done.user.id },
-        details: { credential: done.credential.id, ...(done.tfChallengeId !== null ? { second_factor: 'webauthn' } : {}) },
+      const outcome = await passkeyLogin(ctx, {
+        state: request.params.wan_state, response: request.body.credential as unknown as AuthenticationResponseJSON,
+        client: clientInfo(request), source: auditSource(request, null),
       });
       return loginAnswer(reply, outcome);
     });
@@ -133,11 +120,9 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
         response: { 200: LoginOrTwoFactorResponse, ...bodyErrors(401, 403, 404) },
       },
     }, async (request, reply) => {
-      const source = auditSource(request, null);
-      const user = await verifySigninCode(ctx, request.body.identity, request.body.passcode, source);
-      const outcome = await endPasswordlessLogin(ctx, {
-        user, method: 'email_code', multiFactor: false, provesAddress: true, remember: request.body.remember ?? false,
-        client: clientInfo(request), source,
+      const outcome = await emailCodeLogin(ctx, {
+        identity: request.body.identity, passcode: request.body.passcode, remember: request.body.remember ?? false,
+        client: clientInfo(request), source: auditSource(request, null),
       });
       return loginAnswer(reply, outcome);
     });
@@ -166,11 +151,8 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
         response: { 200: LoginOrTwoFactorResponse, ...bodyErrors(403, 404) },
       },
     }, async (request, reply) => {
-      const source = auditSource(request, null);
-      const user = await consumeSigninLink(ctx, request.body.token, source);
-      const outcome = await endPasswordlessLogin(ctx, {
-        user, method: 'email_link', multiFactor: false, provesAddress: true, remember: request.body.remember ?? false,
-        client: clientInfo(request), source,
+      const outcome = await emailLinkLogin(ctx, {
+        token: request.body.token, remember: request.body.remember ?? false, client: clientInfo(request), source: auditSource(request, null),
       });
       return loginAnswer(reply, outcome);
     });
@@ -273,7 +255,7 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
     }, async (request) => {
       const a = auth(request);
       await finishVerify(ctx, request.params.wan_state, request.body.credential as unknown as AuthenticationResponseJSON,
-        { userId: a.user.id, sessionId: a.session.id }, auditSource(request));
+        { user: a.user, sessionId: a.session.id }, auditSource(request));
       return { message: 'Verified' };
     });
   });
