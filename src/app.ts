@@ -20,6 +20,7 @@ import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/personal-tokens.js';
 import twoFactorRoutes from './routes/auth/two-factor.js';
 import passwordlessRoutes from './routes/auth/passwordless.js';
+import userPasskeyRoutes from './routes/users/passkeys.js';
 import mainRoutes from './routes/main/index.js';
 import userRoutes from './routes/users/index.js';
 import roleRoutes from './routes/roles/index.js';
@@ -112,5 +113,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(auditRoutes);
   await app.register(twoFactorRoutes);
   await app.register(passwordlessRoutes);
+  await app.register(userPasskeyRoutes);
   return app;
 }

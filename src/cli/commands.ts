@@ -15,6 +15,7 @@ import { Email } from '../schemas/common.js';
 import { registerFormats } from '../schemas/formats.js';
 import { publicUser } from '../security/presenters.js';
 import { readNewPassword, UsageError } from './io.js';
+import { PASSKEY_COMMANDS } from './passkeys.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -182,6 +183,7 @@ export const COMMANDS: Record<string, Command> = {
   'users deactivate': userAction('deactivate', 'deactivate a user: every session and token dies at once', deactivateAccount),
   'users reset-access': userAction('reset-access', 'invalidate every session and token of a user', resetAccountAccess),
   'users unlock': userAction('unlock', 'clear failed logins / lift a lockout', unlockAccount),
+  ...PASSKEY_COMMANDS,
 
   'users change-password': {
     usage: 'users change-password USER [--password-stdin]',

@@ -115,3 +115,7 @@ export const UsLinkBody = Type.Object({ token: UsToken, remember: Type.Optional(
 });
 export const UsLinkParam = Type.Object({ token: UsToken }, { additionalProperties: false });
 export const LinkValidResponse = Type.Object({ valid: Type.Literal(true) }, { additionalProperties: false });
+export const UserPasskeyParams = Type.Object({
+  id: Type.Integer({ minimum: 1, maximum: 2147483647 }),
+  credential_id: Type.String({ format: 'uuid', description: 'The `id` of the credential in the list' }),
+}, { additionalProperties: false });

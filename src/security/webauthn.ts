@@ -37,6 +37,7 @@ import type { Database } from '../db/client.js';
 import { AppError, notFound, pgError, validationError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, type UserRecord } from './datastore.js';
+import { requireUserInScope, type Actor } from './users.js';
 import { checkSecret } from './lockout.js';
 import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
 import { consumeTwoFactorLogin } from './two-factor.js';
@@ -280,12 +281,27 @@ Promise<WebauthnCredentialRow> {
   return rows[0]!;
 }
 
-/** Admin API and CLI: remove one credential of a user (the caller checked scope and permission). */
-export async function removeUserCredential(ctx: SecurityContext, userId: number, id: string, source: AuditSource = NO_SOURCE): Promise<void> {
-  const rows = await ctx.db.delete(webauthnCredentials)
-    .where(and(eq(webauthnCredentials.id, id), eq(webauthnCredentials.userId, userId))).returning();
-  if (!rows.length) throw notFound('Passkey');
-  await audit(ctx, { ...source, action: 'wan.deleted', targetUserId: userId, details: { credential: id, name: rows[0]!.name, by_admin: true } });
+// ---- administration (admin API and CLI): the same scope rule as every other action on a user ----
+
+/** GET /users/{id}/passkeys, `users passkeys USER`. 404 outside the actor's scope. */
+export async function listUserPasskeys(ctx: SecurityContext, actor: Actor, userId: number): Promise<WebauthnCredentialRow[]> {
+  await requireUserInScope(ctx.db, actor.scope, userId);
+  return listCredentials(ctx.db, userId);
+}
+
+/**
+ * DELETE /users/{id}/passkeys/{credential_id}, `users remove-passkey USER ID`: the key stops working
+ * at once. Audited with the actor. 404 outside the scope or for another user's credential.
+ */
+export async function removeUserPasskey(ctx: SecurityContext, actor: Actor, userId: number, credentialId: string): Promise<void> {
+  await ctx.db.transaction(async (tx) => {
+    await requireUserInScope(tx, actor.scope, userId);
+    const rows = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(credentialId)
+      ? await tx.delete(webauthnCredentials).where(and(eq(webauthnCredentials.id, credentialId), eq(webauthnCredentials.userId, userId))).returning()
+      : [];
+    if (!rows.length) throw notFound('Passkey');
+    await audit(ctx, { ...actor, action: 'wan.deleted', targetUserId: userId, details: { credential: credentialId, name: rows[0]!.name, by_admin: true } }, tx);
+  });
 }
 
 // ---- sign-in and re-authentication ----
