@@ -89,8 +89,9 @@ export const WanCredential = Type.Object({
 export const WanCredentialResponse = Type.Object({ credential: WanCredential }, { additionalProperties: false });
 export const WanCredentialsResponse = Type.Object({ credentials: Type.Array(WanCredential) }, { additionalProperties: false });
 export const WanDeleteBody = Type.Object({ name: CredentialName }, { additionalProperties: false, examples: [{ name: 'My laptop' }] });
-export const WanRenameBody = Type.Object({ name: CredentialName }, { additionalProperties: false, examples: [{ name: 'Work laptop' }] });
-export const CredentialIdParam = Type.Object({ id: Type.String({ format: 'uuid' }) }, { additionalProperties: false });
+export const WanRenameBody = Type.Object({ name: CredentialName, new_name: CredentialName }, {
+  additionalProperties: false, examples: [{ name: 'My laptop', new_name: 'Work laptop' }],
+});
 
 export const WanSigninBody = Type.Object({
   identity: Type.Optional(Email),

@@ -265,19 +265,19 @@ export async function deleteCredential(ctx: SecurityContext, userId: number, nam
   await audit(ctx, { ...source, action: 'wan.deleted', targetUserId: userId, details: { credential: rows[0]!.id, name: rows[0]!.name } });
 }
 
-/** PATCH /wan-register/{id}: a new name. */
-export async function renameCredential(ctx: SecurityContext, userId: number, id: string, name: string, source: AuditSource = NO_SOURCE):
+/** POST /wan-rename: a new name for the key of that name (case-insensitive). */
+export async function renameCredential(ctx: SecurityContext, userId: number, name: string, newName: string, source: AuditSource = NO_SOURCE):
 Promise<WebauthnCredentialRow> {
-  const newName = credentialName(name);
+  const next = credentialName(newName);
   let rows: WebauthnCredentialRow[];
   try {
-    rows = await ctx.db.update(webauthnCredentials).set({ name: newName })
-      .where(and(eq(webauthnCredentials.id, id), eq(webauthnCredentials.userId, userId))).returning();
+    rows = await ctx.db.update(webauthnCredentials).set({ name: next })
+      .where(and(eq(webauthnCredentials.userId, userId), sql`lower(${webauthnCredentials.name}) = lower(${name.normalize('NFKC').trim()})`)).returning();
   } catch (err) {
     throw mapCredentialWriteError(err);
   }
   if (!rows.length) throw notFound('Passkey');
-  await audit(ctx, { ...source, action: 'wan.renamed', targetUserId: userId, details: { credential: id, name: newName } });
+  await audit(ctx, { ...source, action: 'wan.renamed', targetUserId: userId, details: { credential: rows[0]!.id, name: next } });
   return rows[0]!;
 }
 

@@ -17,7 +17,7 @@ import { pendingTwoFactorLogin } from '../../security/two-factor.js';
 import { bodyErrors, errors, MessageResponse, SECURED } from '../../schemas/common.js';
 import { LoginOrTwoFactorResponse } from '../../schemas/two-factor.js';
 import {
-  CreationOptionsResponse, CredentialIdParam, LinkValidResponse, RequestOptionsResponse, UsLinkBody, UsLinkParam, UsSendCodeBody,
+  CreationOptionsResponse, LinkValidResponse, RequestOptionsResponse, UsLinkBody, UsLinkParam, UsSendCodeBody,
   UsSigninBody, WanAssertionBody, WanCredentialResponse, WanCredentialsResponse, WanDeleteBody, WanRegisterBody,
   WanRegisterFinishBody, WanRenameBody, WanSigninBody, WanStateParam,
 } from '../../schemas/passwordless.js';
@@ -205,17 +205,16 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
       },
     }, async (request) => ({ credentials: (await listCredentials(ctx.db, auth(request).user.id)).map(publicCredential) }));
 
-    s.patch(`${prefix}/wan-register/:id`, {
+    s.post(`${prefix}/wan-rename`, {
       preHandler: requireFresh,
       schema: {
-        tags: WAN_TAG, security: SECURED, operationId: 'renamePasskey', summary: 'Rename one of your passkeys',
-        description: 'Needs a fresh session. 404 for another account\'s or an unknown id; 409 CONFLICT when the name is taken.',
-        params: CredentialIdParam,
+        tags: WAN_TAG, security: SECURED, operationId: 'renamePasskey', summary: 'Rename one of your passkeys (by name)',
+        description: 'Needs a fresh session. 404 when you have no key of that name; 409 CONFLICT when the new name is taken.',
         body: WanRenameBody,
         response: { 200: WanCredentialResponse, ...bodyErrors(401, 403, 404, 409) },
       },
     }, async (request) => {
-      const renamed = await renameCredential(ctx, auth(request).user.id, request.params.id, request.body.name, auditSource(request));
+      const renamed = await renameCredential(ctx, auth(request).user.id, request.body.name, request.body.new_name, auditSource(request));
       return { credential: publicCredential(renamed) };
     });
 

@@ -279,7 +279,7 @@ describe('passkeys (WebAuthn)', () => {
 
   it('rename and delete (fresh): a deleted key signs in no more', async () => {
     const { key, access, credential } = await withKey();
-    const renamed = await t.app.inject({ method: 'PATCH', url: `/wan-register/${credential.id}`, payload: { name: 'Renamed' }, headers: bearer(access) });
+    const renamed = await post(t.app, '/wan-rename', { name: credential.name.toUpperCase(), new_name: 'Renamed' }, bearer(access));
     expect(renamed.statusCode, renamed.body).toBe(200);
     expect(renamed.json().credential.name).toBe('Renamed');
     const list = await t.app.inject({ url: '/wan-register', headers: bearer(access) });
@@ -291,10 +291,11 @@ describe('passkeys (WebAuthn)', () => {
     const res = await post(t.app, `/wan-signin/${o.wan_state}`, { credential: key.get(o.credential_options) });
     expect(res.statusCode).toBe(401);
     expect(envelopeOf(res).code).toBe('WEBAUTHN_INVALID');
+    // another account's key of that name is not yours to rename
     const other = await makeUser(t.ctx);
     const otherAccess = (await login(t.app, other.email)).access_token;
-    const { credential: theirs } = await withKey();
-    const foreign = await t.app.inject({ method: 'PATCH', url: `/wan-register/${theirs.id}`, payload: { name: 'mine' }, headers: bearer(otherAccess) });
+    await withKey();
+    const foreign = await post(t.app, '/wan-rename', { name: 'key first', new_name: 'mine' }, bearer(otherAccess));
     expect(foreign.statusCode).toBe(404);
   });
 
