@@ -10,7 +10,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type CDPSession, type Page } from 'playwright-core';
-import { eq } from 'drizzle-orm';
 import { generate } from 'otplib';
 import { webauthnCredentials } from '../../src/db/schema/index.js';
 import { startSpaServer, type SpaServer } from '../../examples/spa/serve.js';
