@@ -211,8 +211,3 @@ export async function emailLinkLogin(ctx: SecurityContext, input: LinkLoginInput
     },
   });
 }
-
-/** Code rows a day past their expiry. */
-export async function pruneSigninCodes(ctx: SecurityContext): Promise<void> {
-  await ctx.db.delete(usSigninCodes).where(lt(usSigninCodes.expiresAt, new Date(ctx.clock.now().getTime() - 86400_000)));
-}

@@ -485,8 +485,3 @@ export async function finishVerify(ctx: SecurityContext, state: string, response
     .where(and(eq(sessions.id, auth.sessionId), eq(sessions.userId, auth.user.id), isNull(sessions.revokedAt)));
   await audit(ctx, { ...source, action: 'session.verified', targetUserId: auth.user.id, details: { method: 'passkey', credential: resolved.credential.id } });
 }
-
-/** Challenges long past their expiry (called with the other pruning). */
-export async function pruneWebauthnChallenges(ctx: SecurityContext): Promise<void> {
-  await ctx.db.delete(webauthnChallenges).where(lt(webauthnChallenges.expiresAt, new Date(ctx.clock.now().getTime() - 3600_000)));
-}

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
 import { generate } from 'otplib';
-import { outbox, usSigninCodes } from '../../../src/db/schema/index.js';
+import { outbox, usSigninCodes, webauthnChallenges } from '../../../src/db/schema/index.js';
+import { pruneSecurityState } from '../../../src/security/lockout.js';
 import { bearer, buildTestApp, createTestDatabase, envelopeOf, login, makeUser, TestClock, type TestDatabase } from '../../support/helper.js';
 import { SmtpCapture, type CapturedMail } from '../../support/smtp.js';
 import { buildMailTestApp, type MailTestApp } from '../../support/mail.js';
@@ -182,6 +183,21 @@ describe('unified sign-in by email (/us-signin)', () => {
     expect((await send(user.email)).statusCode).toBe(202);
     await t.deliver();
     expect(smtp.to(user.email)).toEqual([]);
+  });
+
+  it('pruning drops code rows and WebAuthn challenges a day past their expiry, and keeps live ones', async () => {
+    const user = await makeUser(t.ctx);
+    await send(user.email);
+    await t.app.inject({ method: 'POST', url: '/wan-signin', payload: {} });
+    const count = async () => [
+      (await t.db.db.select().from(usSigninCodes).where(eq(usSigninCodes.email, user.email.toLowerCase()))).length,
+      (await t.db.db.select().from(webauthnChallenges)).length > 0,
+    ];
+    await pruneSecurityState(t.ctx);
+    expect(await count()).toEqual([1, true]);
+    clock.advance(86400 + 601);
+    await pruneSecurityState(t.ctx);
+    expect(await count()).toEqual([0, false]);
   });
 
   it('bad input is 400 (malformed address, wrong method, unknown fields)', async () => {
