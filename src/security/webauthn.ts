@@ -40,7 +40,7 @@ import { findUser, type UserRecord } from './datastore.js';
 import { requireUserInScope, type Actor } from './users.js';
 import { checkSecret } from './lockout.js';
 import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
-import { consumeTwoFactorLogin } from './two-factor.js';
+import { consumeTwoFactorLogin, twoFactorEnabled } from './two-factor.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { deriveKey, safeEqual } from './tokens.js';
 
@@ -187,6 +187,11 @@ export type RequestOptions = Awaited<ReturnType<typeof generateAuthenticationOpt
 export async function beginRegistration(ctx: SecurityContext, user: UserRecord, sessionId: string, input: { name: string; usage: WanUsage }):
 Promise<CeremonyStart<CreationOptions>> {
   const name = credentialName(input.name);
+  // A second-factor key completes the two-factor login of an account that has it; registered on an
+  // account without 2FA it would protect nothing (the password alone would still sign in).
+  if (input.usage === 'secondary' && !twoFactorEnabled(user)) {
+    throw new AppError(409, 'CONFLICT', 'Switch on two-factor authentication (POST /tf-setup) before adding a security key as a second factor');
+  }
   const existing = await listCredentials(ctx.db, user.id);
   if (existing.some((c) => c.name.toLowerCase() === name.toLowerCase())) throw nameTaken();
   const party = rp(ctx);

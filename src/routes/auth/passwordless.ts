@@ -172,7 +172,8 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
         tags: WAN_TAG, security: SECURED, operationId: 'startPasskeyRegistration', summary: 'Start registering a passkey or security key',
         description: 'Needs a fresh session (else 401 REAUTH_REQUIRED; POST /verify or /wan-verify). Returns WebAuthn creation options ' +
           '(attestation "none"; "first" asks for a discoverable credential with user verification) and a wan_state that only this ' +
-          'session can answer. 409 CONFLICT when the name is taken. Personal access tokens: 403.',
+          'session can answer. 409 CONFLICT when the name is taken, or for a "secondary" key while two-factor authentication is ' +
+          'off (a second factor needs a first login step to complete). Personal access tokens: 403.',
         body: WanRegisterBody,
         response: { 200: CreationOptionsResponse, ...bodyErrors(401, 403, 404, 409) },
       },

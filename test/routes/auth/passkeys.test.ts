@@ -163,7 +163,8 @@ describe('passkeys (WebAuthn)', () => {
 
     it('another user\'s credential cannot complete a user\'s two-factor login', async () => {
       const victim = await enrolledTotp();
-      const attacker = await withKey('secondary');
+      // the attacker's own key, registered as a passkey on their own account
+      const attacker = await withKey('first');
       const tf = await passwordTfToken(victim.user.email);
       const o = await signinOptions({ tf_token: tf });
       const res = await post(t.app, `/wan-signin/${o.wan_state}`, { credential: attacker.key.get(o.credential_options, { uv: false }) });
@@ -209,7 +210,7 @@ describe('passkeys (WebAuthn)', () => {
       const key = new SoftwareAuthenticator(ORIGIN, RP_ID);
       const start = await startRegistration(session.access_token, 'Laptop');
       expect((await post(t.app, `/wan-register/${start.wan_state}`, { credential: key.create(start.credential_options as never) }, bearer(session.access_token))).statusCode).toBe(201);
-      const dup = await post(t.app, '/wan-register', { name: 'LAPTOP', usage: 'secondary' }, bearer(session.access_token));
+      const dup = await post(t.app, '/wan-register', { name: 'LAPTOP', usage: 'first' }, bearer(session.access_token));
       expect(dup.statusCode).toBe(409);
       expect(envelopeOf(dup).fields).toEqual({ name: [expect.any(String)] });
 
@@ -315,6 +316,14 @@ describe('passkeys (WebAuthn)', () => {
     expect(res.json().tf_required, res.body).toBe(true);
     return res.json().tf_token as string;
   }
+
+  it('a secondary key needs two-factor authentication on (409 otherwise: it would protect nothing)', async () => {
+    const user = await makeUser(t.ctx);
+    const s = await login(t.app, user.email);
+    const res = await post(t.app, '/wan-register', { name: 'Yubikey', usage: 'secondary' }, bearer(s.access_token));
+    expect(res.statusCode).toBe(409);
+    expect(envelopeOf(res).code).toBe('CONFLICT');
+  });
 
   it('a secondary key completes a two-factor login (tf_token), once; the tf_token is used up', async () => {
     const { user, access } = await enrolledTotp();
