@@ -15,7 +15,8 @@
 //   step offers "Use a security key" (POST /wan-signin with the tf_token); the account page lists,
 //   adds (POST /wan-register + its finish) and deletes (POST /wan-delete) keys.
 // - "Email me a code": POST /us-signin/send-code with the address typed, then POST /us-signin with
-//   the 6-digit code (two-factor authentication still applies).
+//   the 6-digit code (two-factor authentication still applies). The emailed link can point at this
+//   page (?signin_token=…): it is used with POST /us-signin/link.
 // - Everything the API returns is rendered with textContent, never as HTML.
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
@@ -412,6 +413,22 @@ async function start() {
   }
   byId('api-origin').textContent = state.api;
   checkSameSite(state.api);
+  // An emailed sign-in link pointing here (SECURITY_US_SIGNIN_URL_TEMPLATE=<this page>?signin_token={token}):
+  // the token leaves the address bar at once, and only this explicit POST uses it (a scanner's GET does not).
+  const params = new URLSearchParams(location.search);
+  const signinToken = params.get('signin_token');
+  if (signinToken) {
+    params.delete('signin_token');
+    history.replaceState(null, '', `${location.pathname}${params.size ? `?${params}` : ''}`);
+    try {
+      await loginAnswer(await call('POST', '/us-signin/link', { token: signinToken }));
+      return;
+    } catch (err) {
+      show('signed-out');
+      showError(err);
+      return;
+    }
+  }
   try {
     // After a reload the cookie may still name a live session: its CSRF token brings the page back.
     state.csrf = (await call('GET', '/auth/csrf')).csrf_token;

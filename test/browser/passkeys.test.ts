@@ -47,7 +47,12 @@ describe('passkeys and email codes in the example SPA (Chromium, virtual authent
     await smtp.start();
     spa = await startSpaServer({ port: 0, host: '127.0.0.1' });
     // the relying party is the site both share: localhost; only the SPA's origin may run ceremonies
-    t = await buildMailTestApp(database, smtp, { CORS_ORIGINS: spa.url, SECURITY_WAN_RP_ID: 'localhost', SECURITY_WAN_ALLOWED_ORIGINS: spa.url });
+    // the API's port is known only once it listens, so the link template names the SPA and the SPA's
+    // own /config.json names the API
+    t = await buildMailTestApp(database, smtp, {
+      CORS_ORIGINS: spa.url, SECURITY_WAN_RP_ID: 'localhost', SECURITY_WAN_ALLOWED_ORIGINS: spa.url,
+      SECURITY_US_SIGNIN_URL_TEMPLATE: `${spa.url}/?signin_token={token}`,
+    });
     await t.app.listen({ host: '127.0.0.1', port: 0 });
     api = `http://localhost:${(t.app.server.address() as AddressInfo).port}`;
     spa.setApi(api);
@@ -191,6 +196,28 @@ describe('passkeys and email codes in the example SPA (Chromium, virtual authent
     await page.click('#us-button');
     await state('signed-in');
     expect(await page.textContent('#user-email')).toBe(email);
+  });
+
+  it('the emailed link opens the SPA (SECURITY_US_SIGNIN_URL_TEMPLATE) and signs in; the token leaves the address bar', async () => {
+    await Promise.all([page.waitForResponse((r) => r.url() === `${api}/logout`), page.click('#logout-button')]);
+    await state('signed-out');
+    smtp.clear();
+    await page.fill('#email', email);
+    await Promise.all([page.waitForResponse((r) => r.url() === `${api}/us-signin/send-code`), page.click('#us-send-button')]);
+    await t.deliver(1);
+    const link = /(http:\/\/localhost:[0-9]+\/\?[^\s]*signin_token=[^\s]+)/.exec(smtp.to(email).at(-1)!.text)![1]!;
+    expect(link.startsWith(`${spa.url}/?`)).toBe(true);
+    const [used] = await Promise.all([page.waitForResponse((r) => r.url() === `${api}/us-signin/link`), page.goto(link)]);
+    expect(used.status()).toBe(200);
+    await state('signed-in');
+    expect(await page.textContent('#user-email')).toBe(email);
+    expect(page.url()).not.toContain('signin_token');
+    // used once: opening the same link again signs in no more
+    await Promise.all([page.waitForResponse((r) => r.url() === `${api}/logout`), page.click('#logout-button')]);
+    const [again] = await Promise.all([page.waitForResponse((r) => r.url() === `${api}/us-signin/link`), page.goto(link)]);
+    expect(again.status()).toBe(400);
+    await page.waitForSelector('#error:not([hidden])');
+    expect(await page.textContent('#error')).toMatch(/\(LINK_INVALID\)$/);
   });
 
   it('the page ran without script errors', () => {
