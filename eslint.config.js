@@ -48,7 +48,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', { patterns: [
         { regex: '^(fastify|fastify-plugin|@fastify/.*)$', message: 'security/ is the framework-free core: no Fastify here' },
-        { regex: '(^|/)(plugins|routes|cli)/|(^|/)(app|server)(\\.js)?$', message: 'security/ may not import the HTTP layer, the CLI or the app' },
+        { regex: '(^|/)(plugins|routes|cli)/|^\\.{1,2}/(.*/)?(app|server)(\\.js)?$', message: 'security/ may not import the HTTP layer, the CLI or the app' },
       ] }],
     },
   },
@@ -57,7 +57,7 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': ['error', { patterns: [
         { regex: '(^|/)db/|^(drizzle-orm|postgres)(/.*)?$', message: 'Routes do not touch the database: call security/ (types of rows too come through security/)' },
-        { regex: '(^|/)(cli/|app(\\.js)?$|server(\\.js)?$)', message: 'Routes may not import the CLI or the app' },
+        { regex: '(^|/)cli/|^\\.{1,2}/(.*/)?(app|server)(\\.js)?$', message: 'Routes may not import the CLI or the app' },
       ] }],
       'no-restricted-syntax': ['error', KEYRING_ONLY, SHAPES_IN_PRESENTERS],
     },
@@ -66,7 +66,7 @@ export default tseslint.config(
     files: ['src/db/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [
-        { regex: '(^|/)(security|plugins|routes|cli|schemas)/|(^|/)(app|server|runtime)(\\.js)?$', message: 'db/ sits below the core: it may not import security/ or anything above it' },
+        { regex: '(^|/)(security|plugins|routes|cli|schemas)/|^\\.{1,2}/(.*/)?(app|server|runtime)(\\.js)?$', message: 'db/ sits below the core: it may not import security/ or anything above it' },
         { regex: '^(fastify|fastify-plugin|@fastify/.*)$', message: 'db/ knows nothing of Fastify' },
       ] }],
     },
@@ -75,7 +75,7 @@ export default tseslint.config(
     files: ['src/cli/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', { patterns: [
-        { regex: '(^|/)(routes|plugins)/|(^|/)(app|server)(\\.js)?$', message: 'The CLI calls security/ directly: no routes, plugins or app (and so no Fastify)' },
+        { regex: '(^|/)(routes|plugins)/|^\\.{1,2}/(.*/)?(app|server)(\\.js)?$', message: 'The CLI calls security/ directly: no routes, plugins or app (and so no Fastify)' },
         { regex: '^(fastify|fastify-plugin|@fastify/.*)$', message: 'The CLI does not load Fastify' },
       ] }],
       'no-restricted-syntax': ['error', KEYRING_ONLY, SHAPES_IN_PRESENTERS],

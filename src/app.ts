@@ -23,6 +23,8 @@ import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/personal-tokens.js';
 import twoFactorRoutes from './routes/auth/two-factor.js';
+import passwordlessRoutes from './routes/auth/passwordless.js';
+import userPasskeyRoutes from './routes/users/passkeys.js';
 import mainRoutes from './routes/main/index.js';
 import userRoutes from './routes/users/index.js';
 import roleRoutes from './routes/roles/index.js';
@@ -39,7 +41,7 @@ export interface AppDeps {
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** Path segments that carry secrets (one-time links); masked in logs. */
-const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup)\/[^/?#]+/g;
+const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup|us-signin\/link)\/[^/?#]+/g;
 
 /**
  * Readable development logs: one line per request ("GET /users 200 3.1 ms", the request on the
@@ -142,5 +144,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(orgRoutes);
   await app.register(auditRoutes);
   await app.register(twoFactorRoutes);
+  await app.register(passwordlessRoutes);
+  await app.register(userPasskeyRoutes);
   return app;
 }

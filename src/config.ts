@@ -113,6 +113,16 @@ export const EnvSchema = Type.Object({
   DB_HEALTH_TIMEOUT_MS: Int(100, 60_000),
   DB_HEALTH_INTERVAL_MS: Int(50, 60_000),
   IDEMPOTENCY_KEY_TTL: Duration,
+  // ---- passwordless sign-in: passkeys (WebAuthn) and unified sign-in by email (issue 18) ----
+  SECURITY_WAN_ENABLED: Bool,
+  SECURITY_WAN_RP_ID: Type.String({ pattern: '^[A-Za-z0-9.-]+$' }),
+  SECURITY_WAN_RP_NAME: Type.String({ minLength: 1, maxLength: 64 }),
+  SECURITY_WAN_ALLOWED_ORIGINS: List,
+  SECURITY_WAN_CHALLENGE_TIMEOUT: Duration,
+  SECURITY_UNIFIED_SIGNIN: Bool,
+  SECURITY_US_TOKEN_VALIDITY: Duration,
+  SECURITY_US_SIGNIN_URL_TEMPLATE: Type.String(),
+  SECURITY_US_SEND_LIMIT: Rate,
 }, { additionalProperties: false });
 
 type Env = Static<typeof EnvSchema>;
@@ -234,6 +244,16 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   DB_HEALTH_TIMEOUT_MS: 600,
   DB_HEALTH_INTERVAL_MS: 250,
   IDEMPOTENCY_KEY_TTL: '24h',
+  // passwordless (issue 18)
+  SECURITY_WAN_ENABLED: true,
+  SECURITY_WAN_RP_ID: 'localhost',
+  SECURITY_WAN_RP_NAME: 'County Services',
+  SECURITY_WAN_ALLOWED_ORIGINS: 'http://localhost:5173,http://localhost:5000',
+  SECURITY_WAN_CHALLENGE_TIMEOUT: '2m',
+  SECURITY_UNIFIED_SIGNIN: true,
+  SECURITY_US_TOKEN_VALIDITY: '10m',
+  SECURITY_US_SIGNIN_URL_TEMPLATE: '',
+  SECURITY_US_SEND_LIMIT: '5/15m',
 };
 
 const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
@@ -269,10 +289,13 @@ const DURATION_KEYS = [
   'SECURITY_CONFIRM_EMAIL_WITHIN', 'PERMANENT_SESSION_LIFETIME', 'SECURITY_LOCKOUT_WINDOW',
   'SECURITY_LOCKOUT_DURATION', 'AUTH_CACHE_TTL', 'SECURITY_CHANGE_EMAIL_WITHIN', 'OUTBOX_POLL_INTERVAL',
   'OUTBOX_RETRY_BACKOFF', 'OUTBOX_LEASE', 'OUTBOX_RETENTION', 'SECURITY_LOCKOUT_MAX_DURATION',
-  'SECURITY_TWO_FACTOR_TOKEN_WITHIN', 'IDEMPOTENCY_KEY_TTL',
+  'SECURITY_TWO_FACTOR_TOKEN_WITHIN', 'IDEMPOTENCY_KEY_TTL', 'SECURITY_WAN_CHALLENGE_TIMEOUT', 'SECURITY_US_TOKEN_VALIDITY',
 ] as const;
-const RATE_KEYS = ['RATE_LIMIT_AUTH', 'RATE_LIMIT_REFRESH', 'RATE_LIMIT_TOTP', 'RATE_LIMIT_GLOBAL'] as const;
-const LIST_KEYS = ['SECRET_KEY_FALLBACKS', 'SECURITY_PASSWORD_SALT_FALLBACKS', 'SECURITY_TWO_FACTOR_REQUIRED_ROLES', 'CORS_ORIGINS'] as const;
+const RATE_KEYS = ['RATE_LIMIT_AUTH', 'RATE_LIMIT_REFRESH', 'RATE_LIMIT_TOTP', 'RATE_LIMIT_GLOBAL', 'SECURITY_US_SEND_LIMIT'] as const;
+const LIST_KEYS = [
+  'SECRET_KEY_FALLBACKS', 'SECURITY_PASSWORD_SALT_FALLBACKS', 'SECURITY_TWO_FACTOR_REQUIRED_ROLES', 'CORS_ORIGINS',
+  'SECURITY_WAN_ALLOWED_ORIGINS',
+] as const;
 
 type DurationKey = (typeof DURATION_KEYS)[number];
 type RateKey = (typeof RATE_KEYS)[number];
@@ -427,6 +450,28 @@ export function loadConfig(env: Record<string, string | undefined> = readEnviron
   for (const k of RATE_KEYS) {
     const r = parseRate(e[k]);
     if (r.max < 1 || r.windowSeconds < 1) throw new ConfigError(`${k}: needs at least 1 request per at least 1 s`);
+  }
+  // passwordless (issue 18)
+  if (e.SECURITY_US_SIGNIN_URL_TEMPLATE && !e.SECURITY_US_SIGNIN_URL_TEMPLATE.includes('{token}')) {
+    throw new ConfigError('SECURITY_US_SIGNIN_URL_TEMPLATE: must contain the {token} placeholder');
+  }
+  const wanTimeout = parseDuration(e.SECURITY_WAN_CHALLENGE_TIMEOUT);
+  if (wanTimeout < 10 || wanTimeout > 600) throw new ConfigError('SECURITY_WAN_CHALLENGE_TIMEOUT: between 10 s and 10 min');
+  const usValidity = parseDuration(e.SECURITY_US_TOKEN_VALIDITY);
+  if (usValidity < 60 || usValidity > 3600) throw new ConfigError('SECURITY_US_TOKEN_VALIDITY: between 1 min and 1 h');
+  for (const origin of parseList(e.SECURITY_WAN_ALLOWED_ORIGINS)) {
+    let url: URL | null = null;
+    try {
+      url = new URL(origin);
+    } catch {
+      url = null;
+    }
+    if (!url || url.origin !== origin || !(url.protocol === 'https:' || (url.protocol === 'http:' && /^(localhost|127\.0\.0\.1)$/.test(url.hostname)))) {
+      throw new ConfigError(`SECURITY_WAN_ALLOWED_ORIGINS: "${origin}" must be an origin (scheme://host[:port]), https except on localhost`);
+    }
+    if (url.hostname !== e.SECURITY_WAN_RP_ID && !url.hostname.endsWith(`.${e.SECURITY_WAN_RP_ID}`)) {
+      throw new ConfigError(`SECURITY_WAN_ALLOWED_ORIGINS: "${origin}" is not on SECURITY_WAN_RP_ID (${e.SECURITY_WAN_RP_ID}) or a subdomain of it`);
+    }
   }
   const corsOrigins = parseList(e.CORS_ORIGINS);
   if (corsOrigins.includes('*')) throw new ConfigError('CORS_ORIGINS: "*" is not allowed with credentialed CORS; list the origins');

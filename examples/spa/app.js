@@ -10,10 +10,18 @@
 //   a session; the page asks for a code and completes the login with POST /tf-validate, which answers
 //   (and sets the cookie) like a login. The tf_token is kept in memory only. Forced setup (a role that
 //   requires 2FA, none set up yet) is left to other clients: the page says so.
+// - Passkeys (WebAuthn, with @simplewebauthn/browser): "Sign in with a passkey" needs no address
+//   (POST /wan-signin without identity: the browser offers its discoverable credentials); the code
+//   step offers "Use a security key" (POST /wan-signin with the tf_token); the account page lists,
+//   adds (POST /wan-register + its finish) and deletes (POST /wan-delete) keys.
+// - "Email me a code": POST /us-signin/send-code with the address typed, then POST /us-signin with
+//   the 6-digit code (two-factor authentication still applies). The emailed link can point at this
+//   page (?signin_token=…): it is used with POST /us-signin/link.
 // - Everything the API returns is rendered with textContent, never as HTML.
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
-const state = { api: '', csrf: null, tfToken: null };
+const state = { api: '', csrf: null, tfToken: null, usIdentity: null };
+const webauthn = globalThis.SimpleWebAuthnBrowser;
 
 const byId = (id) => {
   const node = document.getElementById(id);
@@ -119,12 +127,31 @@ function renderSessions(sessions) {
   byId('sessions').querySelector('tbody').replaceChildren(...rows);
 }
 
+function renderPasskeys(credentials) {
+  const rows = credentials.map((c) => {
+    const tr = document.createElement('tr');
+    tr.dataset.passkeyName = c.name;
+    const remove = document.createElement('button');
+    remove.type = 'button';
+    remove.className = 'passkey-delete';
+    remove.textContent = 'Delete';
+    remove.addEventListener('click', () => deletePasskey(c.name));
+    const actions = document.createElement('td');
+    actions.append(remove);
+    tr.append(cell(c.name, 'passkey-name'), cell(c.usage === 'first' ? 'sign-in' : 'second factor'), cell(when(c.created_at)),
+      cell(when(c.last_used_at)), actions);
+    return tr;
+  });
+  byId('passkeys').querySelector('tbody').replaceChildren(...rows);
+}
+
 // ---- flows ----
 
 async function loadAccount() {
-  const [me, list] = await Promise.all([call('GET', '/auth/current-user'), call('GET', '/auth/sessions')]);
+  const [me, list, keys] = await Promise.all([call('GET', '/auth/current-user'), call('GET', '/auth/sessions'), call('GET', '/wan-register')]);
   renderUser(me.user);
   renderSessions(list.sessions);
+  renderPasskeys(keys.credentials);
   show('signed-in');
 }
 
@@ -141,7 +168,24 @@ function handle(err) {
 function showStep(step) {
   byId('login-form').hidden = step !== 'password';
   byId('tf-form').hidden = step !== 'code';
+  byId('us-form').hidden = step !== 'email-code';
   if (step === 'code') byId('tf-code').focus();
+  if (step === 'email-code') byId('us-code').focus();
+}
+
+/** Any login answer: the session, or the two-factor step it still needs. */
+async function loginAnswer(answer) {
+  if (answer.tf_required) {
+    if (answer.tf_setup_required) {
+      throw new Error('Your role requires two-factor authentication and this account has none yet: set it up with ' +
+        'another client first (docs: Two-factor authentication, forced setup).');
+    }
+    state.tfToken = answer.tf_token;
+    showStep('code');
+    setStatus('Two-factor authentication: enter a code, or use your security key.');
+    return;
+  }
+  await signedIn(answer);
 }
 
 /** A login answer (from POST /login or POST /tf-validate) that opened a session. */
@@ -149,8 +193,10 @@ async function signedIn(answer) {
   if (typeof answer.csrf_token !== 'string') throw new Error('The API answered without a session.');
   state.csrf = answer.csrf_token;
   state.tfToken = null;
+  state.usIdentity = null;
   byId('login-form').reset();
   byId('tf-form').reset();
+  byId('us-form').reset();
   showStep('password');
   await loadAccount();
   setStatus('Signed in.');
@@ -166,17 +212,7 @@ async function login(event) {
   try {
     const answer = await call('POST', '/login', { email: byId('email').value, password: password.value });
     password.value = '';
-    if (answer.tf_required) {
-      if (answer.tf_setup_required) {
-        throw new Error('Your role requires two-factor authentication and this account has none yet: set it up with ' +
-          'another client first (README: Two-factor authentication, forced setup).');
-      }
-      state.tfToken = answer.tf_token;
-      showStep('code');
-      setStatus('Two-factor authentication: enter a code.');
-      return;
-    }
-    await signedIn(answer);
+    await loginAnswer(answer);
   } catch (err) {
     password.value = '';
     setStatus('');
@@ -204,10 +240,104 @@ async function validateCode(event) {
 
 function cancelCode() {
   state.tfToken = null;
+  state.usIdentity = null;
   byId('tf-form').reset();
+  byId('us-form').reset();
   showError(null);
   setStatus('');
   showStep('password');
+}
+
+/** A WebAuthn ceremony's browser half: the browser's own errors (cancelled, timed out) become a message. */
+async function browserCeremony(run) {
+  if (!webauthn || !webauthn.browserSupportsWebAuthn()) throw new Error('This browser does not support passkeys.');
+  try {
+    return await run();
+  } catch (err) {
+    throw new Error(`The passkey prompt did not complete: ${err && err.message ? err.message : err}`);
+  }
+}
+
+/** Options → the browser's assertion → the API's login answer. */
+async function passkeyAssertion(body) {
+  const started = await call('POST', '/wan-signin', body);
+  const credential = await browserCeremony(() => webauthn.startAuthentication({ optionsJSON: started.credential_options }));
+  return call('POST', `/wan-signin/${encodeURIComponent(started.wan_state)}`, { credential });
+}
+
+async function passkeySignin() {
+  showError(null);
+  setStatus('Waiting for your passkey…');
+  try {
+    await loginAnswer(await passkeyAssertion({}));
+  } catch (err) {
+    setStatus('');
+    handle(err);
+  }
+}
+
+async function tfPasskey() {
+  showError(null);
+  try {
+    await signedIn(await passkeyAssertion({ tf_token: state.tfToken }));
+  } catch (err) {
+    handle(err);
+  }
+}
+
+async function sendCode() {
+  showError(null);
+  const email = byId('email');
+  if (!email.checkValidity() || !email.value) {
+    showError(new Error('Type your email address first.'));
+    return;
+  }
+  try {
+    await call('POST', '/us-signin/send-code', { identity: email.value, chosen_method: 'email' });
+    state.usIdentity = email.value;
+    showStep('email-code');
+    setStatus('Check your email for the code.');
+  } catch (err) {
+    handle(err);
+  }
+}
+
+async function codeSignin(event) {
+  event.preventDefault();
+  showError(null);
+  const code = byId('us-code');
+  try {
+    await loginAnswer(await call('POST', '/us-signin', { identity: state.usIdentity, passcode: code.value.trim() }));
+  } catch (err) {
+    code.value = '';
+    handle(err);
+  }
+}
+
+async function addPasskey(event) {
+  event.preventDefault();
+  showError(null);
+  try {
+    const started = await call('POST', '/wan-register', { name: byId('wan-name').value, usage: byId('wan-usage').value });
+    const credential = await browserCeremony(() => webauthn.startRegistration({ optionsJSON: started.credential_options }));
+    await call('POST', `/wan-register/${encodeURIComponent(started.wan_state)}`, { credential });
+    byId('wan-form').reset();
+    renderPasskeys((await call('GET', '/wan-register')).credentials);
+    setStatus('Passkey added.');
+  } catch (err) {
+    handle(err);
+  }
+}
+
+async function deletePasskey(name) {
+  showError(null);
+  try {
+    await call('POST', '/wan-delete', { name });
+    renderPasskeys((await call('GET', '/wan-register')).credentials);
+    setStatus('Passkey deleted.');
+  } catch (err) {
+    handle(err);
+  }
 }
 
 async function logout() {
@@ -216,6 +346,7 @@ async function logout() {
     await call('POST', '/logout', {});
     state.csrf = null;
     renderSessions([]);
+    renderPasskeys([]);
     show('signed-out');
     setStatus('Signed out.');
   } catch (err) {
@@ -265,6 +396,12 @@ async function start() {
   byId('login-form').addEventListener('submit', login);
   byId('tf-form').addEventListener('submit', validateCode);
   byId('tf-cancel').addEventListener('click', cancelCode);
+  byId('tf-passkey').addEventListener('click', tfPasskey);
+  byId('passkey-button').addEventListener('click', passkeySignin);
+  byId('us-send-button').addEventListener('click', sendCode);
+  byId('us-form').addEventListener('submit', codeSignin);
+  byId('us-cancel').addEventListener('click', cancelCode);
+  byId('wan-form').addEventListener('submit', addPasskey);
   byId('logout-button').addEventListener('click', logout);
   byId('reload-button').addEventListener('click', reload);
   try {
@@ -276,6 +413,22 @@ async function start() {
   }
   byId('api-origin').textContent = state.api;
   checkSameSite(state.api);
+  // An emailed sign-in link pointing here (SECURITY_US_SIGNIN_URL_TEMPLATE=<this page>?signin_token={token}):
+  // the token leaves the address bar at once, and only this explicit POST uses it (a scanner's GET does not).
+  const params = new URLSearchParams(location.search);
+  const signinToken = params.get('signin_token');
+  if (signinToken) {
+    params.delete('signin_token');
+    history.replaceState(null, '', `${location.pathname}${params.size ? `?${params}` : ''}`);
+    try {
+      await loginAnswer(await call('POST', '/us-signin/link', { token: signinToken }));
+      return;
+    } catch (err) {
+      show('signed-out');
+      showError(err);
+      return;
+    }
+  }
   try {
     // After a reload the cookie may still name a live session: its CSRF token brings the page back.
     state.csrf = (await call('GET', '/auth/csrf')).csrf_token;

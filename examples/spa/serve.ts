@@ -1,5 +1,5 @@
 // The example SPA's static server (node:http, no dependencies). It serves the three files of this
-// directory and nothing else (an allow-list, so no path ever reaches the file system from the URL),
+// directory and @simplewebauthn/browser's bundle, and nothing else (an allow-list, so no path ever reaches the file system from the URL),
 // plus /config.json naming the API origin. Every page carries a strict CSP whose connect-src is that
 // one API origin: the page can talk to the API and nowhere else, whatever ?api= says.
 //
@@ -13,14 +13,20 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { createRequire } from 'node:module';
 
 const DIR = path.dirname(fileURLToPath(import.meta.url));
+
+// @simplewebauthn/browser's self-contained UMD bundle (no build step): resolved from the installed
+// package, never from the URL.
+const WEBAUTHN_BUNDLE = path.join(path.dirname(createRequire(import.meta.url).resolve('@simplewebauthn/browser')), '..', 'dist', 'bundle', 'index.umd.min.js');
 
 const FILES: Readonly<Record<string, { file: string; type: string }>> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/index.html': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
   '/style.css': { file: 'style.css', type: 'text/css; charset=utf-8' },
+  '/simplewebauthn-browser.js': { file: WEBAUTHN_BUNDLE, type: 'text/javascript; charset=utf-8' },
 };
 
 /** The origin of an http(s) API base URL ("http://localhost:5000/" → "http://localhost:5000"). */
@@ -96,7 +102,7 @@ export async function startSpaServer(opts: { port?: number; host?: string; api?:
     }
     const entry = Object.hasOwn(FILES, pathname) ? FILES[pathname] : undefined;
     if (!entry) return send(res, 404, 'text/plain; charset=utf-8', 'Not Found\n', head);
-    send(res, 200, entry.type, await readFile(path.join(DIR, entry.file)), head);
+    send(res, 200, entry.type, await readFile(path.isAbsolute(entry.file) ? entry.file : path.join(DIR, entry.file)), head);
   }
 
   const server = createServer((req, res) => {

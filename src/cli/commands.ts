@@ -20,6 +20,7 @@ import { registerFormats } from '../schemas/formats.js';
 import { publicAuditEvent, publicCounty, publicDepartment, publicRole, publicUser, type PublicUser } from '../security/presenters.js';
 import { readNewPassword, shown, UsageError, type CliIo } from './io.js';
 import { checkBody } from './validate.js';
+import { PASSKEY_COMMANDS } from './passkeys.js';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -265,6 +266,7 @@ export const COMMANDS: Record<string, Command> = {
       r.print({ user }, `user ${user.id} (${user.email}) roles: ${user.roles.join(', ') || '-'}`);
     },
   },
+  ...PASSKEY_COMMANDS,
 
   'users change-password': {
     usage: 'users change-password USER [--password-stdin]',

@@ -8,6 +8,7 @@ import type { SecurityContext } from './context.js';
 import { findUser, type UserRecord } from './datastore.js';
 import { fingerprintMatches, isConfiguredLink, linkClaims, linkLifetime, linkUrl, signLink, type LinkClaims } from './links.js';
 import type { OutgoingMail } from './mail.js';
+import { signinMailContent } from './unified-signin.js';
 import { humanDuration, mailSafeName, maskEmail, templates, type MailTemplate, type RenderedMail } from './mail-templates.js';
 
 const fullName = (u: UserRecord) => [u.firstName, u.lastName].filter(Boolean).join(' ') || null;
@@ -84,6 +85,15 @@ export async function renderOutboxRow(ctx: SecurityContext, row: OutboxRow): Pro
       const until = typeof payload.until === 'string' ? payload.until.replace('T', ' ').replace(/\.\d+Z$/, '') : 'later';
       const resetLink = config.SECURITY_RECOVERABLE && user.active ? link(ctx, linkClaims(config, 'reset', user, row.createdAt)) : null;
       rendered = templates.account_locked({ name, until, resetLink, within: humanDuration(linkLifetime(config, 'reset')) });
+      break;
+    }
+    case 'us_signin': {
+      // the address's owner only, while the code is still usable (unknown or disabled: skipped)
+      if (!user.active || !sameAddress(user.email, row.recipient)) return null;
+      const content = await signinMailContent(ctx, payload.code_id);
+      if (!content) return null;
+      to = user.email;
+      rendered = templates.us_signin({ name, code: content.code, link: content.link, within: humanDuration(config.SECURITY_US_TOKEN_VALIDITY) });
       break;
     }
     default:

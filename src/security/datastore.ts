@@ -2,7 +2,9 @@
 // user" is one code path whether it comes from HTTP or a terminal.
 import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { randomUUID } from 'node:crypto';
-import { roles, rolesUsers, sessions, twoFactorChallenges, users, type RoleRow, type UserRow } from '../db/schema/index.js';
+import {
+  roles, rolesUsers, sessions, twoFactorChallenges, users, webauthnChallenges, webauthnCredentials, type RoleRow, type UserRow,
+} from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
 import { AppError, emailTaken, notFound, pgError, validationError } from '../errors.js';
 import type { SecurityContext } from './context.js';
@@ -157,10 +159,17 @@ export async function deactivateUser(ctx: SecurityContext, userId: number, db?: 
   const work = async (tx: Db) => {
     await tx.update(users).set({ active: false, updatedAt: now }).where(eq(users.id, userId));
     await revokeUserSessions(tx, userId, 'deactivated', now);
+    await revokePasskeys(tx, userId);
   };
   if (db) await work(db);
   else await ctx.db.transaction(work);
   return requireUser(db ?? ctx.db, userId);
+}
+
+/** Every passkey and pending WebAuthn ceremony of the user goes (deactivation, admin reset-access). */
+async function revokePasskeys(db: Db, userId: number): Promise<void> {
+  await db.delete(webauthnCredentials).where(eq(webauthnCredentials.userId, userId));
+  await db.delete(webauthnChallenges).where(eq(webauthnChallenges.userId, userId));
 }
 
 /**
@@ -168,7 +177,7 @@ export async function deactivateUser(ctx: SecurityContext, userId: number, db?: 
  * user (pending two-factor logins too), and every session row is revoked so cookie sessions die too.
  *
  * The admin's reset-access (reason 'reset_access', the default) also switches two-factor
- * authentication off (secret and recovery codes gone), for an account whose owner lost the device or
+ * authentication off (secret and recovery codes gone) and deletes the passkeys, for an account whose owner lost the device or
  * whose factors may be compromised. Logout-all, password change and password reset keep 2FA: a
  * password reset never bypasses the second factor.
  */
@@ -187,6 +196,7 @@ export async function resetUserAccess(ctx: SecurityContext, userId: number, reas
     if (!updated.length) throw notFound('User');
     await revokeUserSessions(tx, userId, reason, now);
     await tx.delete(twoFactorChallenges).where(eq(twoFactorChallenges.userId, userId));
+    if (revokeTwoFactor) await revokePasskeys(tx, userId);
     // the caller audits the reset; it learns here whether two-factor authentication went with it
     return { twoFactorRevoked: before?.method != null };
   };

@@ -22,6 +22,8 @@ export type KeyPurpose =
   | 'tf-token'
   | 'recovery-code'
   | 'idempotency-request'
+  | 'us-code' | 'us-code-hash' | 'us-link'
+  | 'wan-user-handle' | 'wan-state'
   | `link/${LinkPurpose}`
   | `secret-box/${SealPurpose}`;
 

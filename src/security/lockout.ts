@@ -8,7 +8,7 @@
 // the address's row lock): no burst of parallel checks on any number of instances verifies more than
 // the threshold. A success clears only the failures counted before it began, never a lock.
 import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
-import { loginAttempts, rateLimits, twoFactorChallenges, users } from '../db/schema/index.js';
+import { loginAttempts, rateLimits, twoFactorChallenges, users, usSigninCodes, webauthnChallenges } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import type { Database } from '../db/client.js';
@@ -260,4 +260,7 @@ export async function pruneSecurityState(ctx: SecurityContext): Promise<void> {
     or(isNull(loginAttempts.pendingUntil), lt(loginAttempts.pendingUntil, now)),
   ));
   await ctx.db.delete(twoFactorChallenges).where(lt(twoFactorChallenges.expiresAt, new Date(now.getTime() - 86400_000)));
+  // passwordless (security/webauthn.ts, security/unified-signin.ts): ceremonies and email codes a day past their expiry
+  await ctx.db.delete(webauthnChallenges).where(lt(webauthnChallenges.expiresAt, new Date(now.getTime() - 86400_000)));
+  await ctx.db.delete(usSigninCodes).where(lt(usSigninCodes.expiresAt, new Date(now.getTime() - 86400_000)));
 }

@@ -139,6 +139,12 @@ export const templates = {
       { p: 'If it was you, wait until then. If it was not, someone may be guessing your password: choose a new one.' },
       ...(d.resetLink ? [{ link: d.resetLink, label: 'Reset my password' }, { p: `The link is valid for ${d.within}.` }] : []),
     ]),
+
+  us_signin: (d: { name: string | null; code: string; link: string; within: string }) => compose('Your sign-in code', d.name, [
+    { p: `Your County Services sign-in code is ${d.code}. Enter it where you asked for it, or open the link below on this device. Both work once and are valid for ${d.within}.` },
+    { link: d.link, label: 'Sign me in' },
+    { p: 'If you did not ask to sign in, ignore this message: nobody can sign in without the code or the link. Never tell anyone the code.' },
+  ]),
 } as const;
 
 export type MailTemplate = keyof typeof templates;

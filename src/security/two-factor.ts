@@ -343,3 +343,20 @@ export async function regenerateRecoveryCodes(ctx: SecurityContext, userId: numb
   await audit(ctx, { ...source, action: 'tf.recovery_codes_regenerated', targetUserId: userId });
   return codes;
 }
+
+// ---- other second factors (passkeys, security/webauthn.ts) complete the same pending login ----
+
+/** The pending two-factor login a tf_token names, without consuming it; 401 TWO_FACTOR_INVALID otherwise. */
+export async function pendingTwoFactorLogin(ctx: SecurityContext, token: string): Promise<{ challengeId: string; user: UserRecord; remember: boolean }> {
+  const { challenge, user } = await liveChallenge(ctx, token, 'login');
+  return { challengeId: challenge.id, user, remember: challenge.remember };
+}
+
+/** Consumes a pending login another factor completed; false when it was used or expired meanwhile. */
+export async function consumeTwoFactorLogin(ctx: SecurityContext, challengeId: string): Promise<boolean> {
+  const rows = await ctx.db.update(twoFactorChallenges).set({ usedAt: ctx.clock.now() })
+    .where(and(eq(twoFactorChallenges.id, challengeId), eq(twoFactorChallenges.purpose, 'login'), isNull(twoFactorChallenges.usedAt),
+      gt(twoFactorChallenges.expiresAt, ctx.clock.now())))
+    .returning({ id: twoFactorChallenges.id });
+  return rows.length > 0;
+}

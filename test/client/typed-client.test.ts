@@ -4,7 +4,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import createClient from 'openapi-fetch';
 import type { paths } from '../generated/api.js';
-import { buildTestApp, createTestDatabase, GOOD_PASSWORD, type TestApp, type TestDatabase } from '../support/helper.js';
+import { buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
+import { SmtpCapture } from '../support/smtp.js';
+import { buildMailTestApp, type MailTestApp } from '../support/mail.js';
 
 describe('typed client journey (openapi-typescript + openapi-fetch, real HTTP)', () => {
   let database: TestDatabase;
@@ -76,5 +78,43 @@ describe('typed client journey (openapi-typescript + openapi-fetch, real HTTP)',
     const after = await api.GET('/auth/current-user', auth3);
     expect(after.response.status).toBe(401);
     expect(after.error?.code).toBe('TOKEN_INVALID');
+  });
+});
+
+describe('typed client journey: sign in with an emailed code (real SMTP, real HTTP)', () => {
+  let database: TestDatabase;
+  const smtp = new SmtpCapture();
+  let t: MailTestApp;
+  let baseUrl: string;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    await smtp.start();
+    t = await buildMailTestApp(database, smtp);
+    baseUrl = await t.app.listen({ host: '127.0.0.1', port: 0 });
+  });
+  afterAll(async () => {
+    await t.close();
+    await smtp.stop();
+    await database.drop();
+  });
+
+  it('send-code → code from the mailbox → us-signin → current user; the code works once', async () => {
+    const api = createClient<paths>({ baseUrl });
+    const user = await makeUser(t.ctx, { email: 'typed-code@example.com' });
+    const sent = await api.POST('/us-signin/send-code', { body: { identity: user.email, chosen_method: 'email' } });
+    expect(sent.response.status).toBe(202);
+    await t.deliver(1);
+    const code = /sign-in code is ([0-9]{6})/.exec(smtp.to(user.email)[0]!.text)![1]!;
+
+    const signed = await api.POST('/us-signin', { body: { identity: user.email, passcode: code } });
+    expect(signed.response.status).toBe(200);
+    const answer = signed.data!;
+    if (!('access_token' in answer)) throw new Error('expected a one-step sign-in');
+    const me = await api.GET('/auth/current-user', { headers: { authorization: `Bearer ${answer.access_token}` } });
+    expect(me.data?.user.email).toBe(user.email);
+
+    const reused = await api.POST('/us-signin', { body: { identity: user.email, passcode: code } });
+    expect(reused.response.status).toBe(401);
+    expect(reused.error?.code).toBe('INVALID_CREDENTIALS');
   });
 });

@@ -109,3 +109,4 @@ export * from './audit.js';
 export * from './lockout.js';
 export * from './two-factor.js';
 export * from './idempotency.js';
+export * from './passwordless.js';
