@@ -120,9 +120,10 @@ export function linkUrl(config: Config, purpose: LinkPurpose, token: string): st
   return `${config.SECURITY_LINK_BASE_URL.replace(/\/+$/, '')}${config.SECURITY_URL_PREFIX}/${LINK_PATHS[purpose]}/${t}`;
 }
 
-/** True when `url` is one linkUrl can produce: under the link base, or a configured template's shape. */
+/** True when `url` is one linkUrl (or the sign-in link) can produce: under the link base, or a configured template's shape. */
 export function isConfiguredLink(config: Config, url: string): boolean {
-  const templates = [config.SECURITY_CONFIRM_URL_TEMPLATE, config.SECURITY_RESET_URL_TEMPLATE, config.SECURITY_CHANGE_EMAIL_URL_TEMPLATE]
+  const templates = [config.SECURITY_CONFIRM_URL_TEMPLATE, config.SECURITY_RESET_URL_TEMPLATE, config.SECURITY_CHANGE_EMAIL_URL_TEMPLATE,
+    config.SECURITY_US_SIGNIN_URL_TEMPLATE]
     .filter((t): t is string => typeof t === 'string' && t.includes('{token}'));
   const TOKEN = '[A-Za-z0-9%._~-]+';
   const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -130,7 +131,9 @@ export function isConfiguredLink(config: Config, url: string): boolean {
     if (new RegExp(`^${t.split('{token}').map(escape).join(TOKEN)}$`).test(url)) return true;
   }
   const base = `${config.SECURITY_LINK_BASE_URL.replace(/\/+$/, '')}${config.SECURITY_URL_PREFIX}/`;
-  return url.startsWith(base) && new RegExp(`^(${Object.values(LINK_PATHS).join('|')})/${TOKEN}$`).test(url.slice(base.length));
+  // the sign-in link of unified sign-in (security/unified-signin.ts signinLinkUrl) sits beside them
+  const paths = [...Object.values(LINK_PATHS), 'us-signin/link'];
+  return url.startsWith(base) && new RegExp(`^(${paths.join('|')})/${TOKEN}$`).test(url.slice(base.length));
 }
 
 export function linkLifetime(config: Config, purpose: LinkPurpose): number {
