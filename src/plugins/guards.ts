@@ -9,9 +9,17 @@ function authOf(request: FastifyRequest): RequestAuth {
   return request.auth;
 }
 
+// A denial is decided on fresh state: when the state that fails the check came from this instance's
+// cache, it is read again from the database first (a role granted a moment ago on another instance
+// passes; docs/consistency.md). Allowing on cached state is what the cache protocol makes safe.
 const guard = (check: (auth: RequestAuth) => boolean): preHandlerAsyncHookHandler =>
   async (request) => {
-    if (!check(authOf(request))) throw forbidden();
+    if (check(authOf(request))) return;
+    if (request.auth!.cached) {
+      await request.server.reauthenticate(request);
+      if (check(authOf(request))) return;
+    }
+    throw forbidden();
   };
 
 export const requireAuth: preHandlerAsyncHookHandler = async (request) => {
@@ -30,8 +38,9 @@ export const countyRoleRequired = (role: string) => guard((a) => a.user.roles.in
 
 /** The session's last primary authentication must be within `withinSeconds`; else re-authenticate. */
 export const fresh = (withinSeconds: number, now: () => Date): preHandlerAsyncHookHandler => async (request) => {
-  const auth = authOf(request);
-  if (now().getTime() - auth.session.fsPaa.getTime() > withinSeconds * 1000) {
+  const stale = (a: RequestAuth) => now().getTime() - a.session.fsPaa.getTime() > withinSeconds * 1000;
+  if (stale(authOf(request)) && request.auth!.cached) await request.server.reauthenticate(request);
+  if (stale(authOf(request))) {
     throw new AppError(401, 'REAUTH_REQUIRED', 'Re-authenticate with POST /verify to continue', { extra: { reauth_required: true } });
   }
 };

@@ -106,3 +106,4 @@ export * from './tokens.js';
 export * from './audit.js';
 export * from './lockout.js';
 export * from './two-factor.js';
+export * from './cache.js';
