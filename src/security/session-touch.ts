@@ -49,6 +49,7 @@ export class SessionToucher {
     const ids = [...batch.keys()];
     const times = [...batch.values()].map((d) => d.toISOString());
     this.flushing = this.sql`
+      /* session touch: batch */
       update sessions s set last_used_at = v.at
       from unnest(${ids}::uuid[], ${times}::timestamptz[]) as v(id, at)
       where s.id = v.id and s.revoked_at is null and s.last_used_at < v.at`
