@@ -132,6 +132,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     }
     const loadedAt = cache.snapshot();
     const state = await loadAuthState(ctx, sessionId);
+    if (state) toucher.overlay(state.session);
     if (!state || !accept(state)) return null;
     cache.set(sessionId, state, nowMs, loadedAt);
     return { state, cached: false };

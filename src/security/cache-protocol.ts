@@ -63,6 +63,13 @@ export function processCacheStats(): { auth: AuthCacheStats; pages: PageCacheSta
   return [...live].map((c) => ({ auth: c.auth.stats(), pages: c.pages.stats() }));
 }
 
+export function resetProcessCacheStats(): void {
+  for (const c of live) {
+    c.auth.resetStats();
+    c.pages.resetStats();
+  }
+}
+
 /**
  * Starts the listener and the lease for this instance's caches; reconnects with backoff. The caches
  * are served only through node.gate.

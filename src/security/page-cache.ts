@@ -68,6 +68,11 @@ export class PageCache {
     return { hits: this.hits, misses: this.misses, hitRate: this.hits + this.misses ? this.hits / (this.hits + this.misses) : 0, size: this.pages.size };
   }
 
+  resetStats(): void {
+    this.hits = 0;
+    this.misses = 0;
+  }
+
   clear(): void {
     this.version++;
     this.pages.clear();

@@ -12,6 +12,8 @@ export const TOUCH_INTERVAL_MS = 60_000;
 
 export class SessionToucher {
   private queue = new Map<string, Date>();
+  /** the batch being written */
+  private sending = new Map<string, Date>();
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
 
@@ -38,6 +40,15 @@ export class SessionToucher {
     if (this.queue.size >= this.maxQueued) void this.flush();
   }
 
+  /**
+   * A row read from the database may predate a touch that is still queued here: the queued time
+   * wins, so this instance never judges a session idle that it saw in use.
+   */
+  overlay(s: SessionRow): void {
+    const at = this.queue.get(s.id) ?? this.sending.get(s.id);
+    if (at && at.getTime() > s.lastUsedAt.getTime()) s.lastUsedAt = at;
+  }
+
   get queued(): number {
     return this.queue.size;
   }
@@ -46,6 +57,7 @@ export class SessionToucher {
     if (this.flushing || !this.queue.size) return this.flushing ?? Promise.resolve();
     const batch = this.queue;
     this.queue = new Map();
+    this.sending = batch;
     const ids = [...batch.keys()];
     const times = [...batch.values()].map((d) => d.toISOString());
     this.flushing = this.sql`
@@ -59,6 +71,7 @@ export class SessionToucher {
       })
       .finally(() => {
         this.flushing = undefined;
+        this.sending = new Map();
       });
     return this.flushing;
   }
