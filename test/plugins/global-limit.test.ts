@@ -1,13 +1,13 @@
 // The global limit as deployed (RATE_LIMIT_GLOBAL 1000/1m, PostgreSQL store, batched counts;
 // security/shared-budget.ts): N instances on one database, one client hammering all of them at once
 // over real HTTP. How far past the limit does it get? The stated tolerance is about
-// 2 × quota × (N − 1) (quota = 10 for 1000/1m): at most 40 extra with three instances.
+// 2 × quota × N (quota = 10 for 1000/1m): at most 60 extra with three instances.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, createTestDatabase, listen, TestClock, type TestApp, type TestDatabase } from '../support/helper.js';
 
 const N = 3;
 const LIMIT = 1000;
-const TOLERANCE = 2 * 10 * (N - 1);
+const TOLERANCE = 2 * 10 * N;
 
 describe(`global limit ${LIMIT}/1m across ${N} instances, one client`, () => {
   let database: TestDatabase;
@@ -28,13 +28,13 @@ describe(`global limit ${LIMIT}/1m across ${N} instances, one client`, () => {
   });
 
   /** `concurrency` connections, round robin over the instances, until `total` requests were answered. */
-  async function hammer(total: number, concurrency: number) {
+  async function hammer(total: number, concurrency: number, targets = bases) {
     let sent = 0;
     const statuses: number[] = [];
     await Promise.all(Array.from({ length: concurrency }, async (_, w) => {
       while (sent < total) {
         const i = sent++;
-        const res = await fetch(`${bases[(i + w) % N]}/health`);
+        const res = await fetch(`${targets[(i + w) % targets.length]}/health`);
         await res.arrayBuffer();
         statuses.push(res.status);
       }
@@ -61,6 +61,17 @@ describe(`global limit ${LIMIT}/1m across ${N} instances, one client`, () => {
     expect(r.other).toBe(0);
     expect(r.ok).toBeGreaterThanOrEqual(LIMIT);
     expect(r.ok).toBeLessThanOrEqual(LIMIT + TOLERANCE);
+  });
+
+  it('the worst case for batching, a stale view: A learned the client at 1, B and C take it to the limit, then a burst on A', async () => {
+    clock.advance(61);
+    expect((await fetch(`${bases[0]}/health`)).status).toBe(200);
+    const bc = await hammer(LIMIT + 100, 16, bases.slice(1));
+    const onA = await hammer(200, 16, bases.slice(0, 1));
+    const admitted = 1 + bc.ok + onA.ok;
+    console.log(`global limit, stale view: ${admitted} admitted (B+C ${bc.ok}, then A ${onA.ok} of 200): ${admitted - LIMIT} past the limit`);
+    expect(admitted).toBeGreaterThanOrEqual(LIMIT);
+    expect(admitted).toBeLessThanOrEqual(LIMIT + TOLERANCE);
   });
 
   it('a client within its budget\'s pace costs no statement per request: nearly all requests take the fast path', async () => {
