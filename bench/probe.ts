@@ -4,10 +4,7 @@
 import { processCacheStats, resetProcessCacheStats } from '../src/security/cache-protocol.js';
 
 process.channel?.unref();
-process.on('message', (m: unknown) => {
-  if (m === 'cache-stats') process.send?.({ cacheStats: processCacheStats() });
-  if (m === 'cache-stats-reset') {
-    resetProcessCacheStats();
-    process.send?.({ cacheStats: processCacheStats() });
-  }
+process.on('message', (m: { q?: string; id?: number }) => {
+  if (m?.q === 'cache-stats-reset') resetProcessCacheStats();
+  if (m?.q === 'cache-stats' || m?.q === 'cache-stats-reset') process.send?.({ id: m.id, cacheStats: processCacheStats() });
 });

@@ -8,7 +8,7 @@
 // Environment: BENCH_DURATION (seconds per scenario, default 8), BENCH_CONNECTIONS (default 32),
 // BCRYPT_LOG_ROUNDS (default 12), BENCH_ONLY (comma-separated scenario names), BENCH_CPU_PROF (a
 // directory for the API's V8 CPU profile), BENCH_OUT (the results file under bench/results; default
-// latest.json, partial.json when BENCH_ONLY is set), BENCH_SESSIONS (distinct sessions, default 10000),
+// latest.json, partial.json when BENCH_ONLY is set; names as printed, comma-separated), BENCH_SESSIONS (distinct sessions, default 10000),
 // BENCH_DOCS (1: write docs/performance.md even for a partial run; 0: never).
 import autocannon from 'autocannon';
 import bcrypt from 'bcrypt';
@@ -107,15 +107,24 @@ function startServer(env: Record<string, string>): Promise<{ child: ChildProcess
 }
 
 interface CacheStats { auth: { hits: number; misses: number; hitRate: number; size: number; evictions: number; racedLoads: number } }
-/** The server's cache statistics (bench/probe.ts); `reset` zeroes them first. */
+/** The server's cache statistics (bench/probe.ts); `reset` zeroes them first. Answers are matched by id (a busy server answers late). */
+let probeId = 0;
 function cacheStats(child: ChildProcess, reset = false): Promise<CacheStats[]> {
+  const id = ++probeId;
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve([]), 2000);
-    child.once('message', (m: { cacheStats: CacheStats[] }) => {
+    const onMessage = (m: { id?: number; cacheStats?: CacheStats[] }) => {
+      if (m?.id !== id) return;
       clearTimeout(timer);
-      resolve(m.cacheStats);
-    });
-    child.send(reset ? 'cache-stats-reset' : 'cache-stats');
+      child.off('message', onMessage);
+      resolve(m.cacheStats ?? []);
+    };
+    const timer = setTimeout(() => {
+      child.off('message', onMessage);
+      log(`cache statistics: no answer from the server in 30 s`);
+      resolve([]);
+    }, 30_000);
+    child.on('message', onMessage);
+    child.send({ q: reset ? 'cache-stats-reset' : 'cache-stats', id });
   });
 }
 const hitRateOf = (stats: CacheStats[]) => {
@@ -253,7 +262,8 @@ async function main() {
       if (!want(name)) return undefined;
       await cacheStats(server, true);
       const row = await load(name, opts, note);
-      if (row) row.hitRate = +hitRateOf(await cacheStats(server)).toFixed(4);
+      const stats = await cacheStats(server);
+      if (row && stats.length) row.hitRate = +hitRateOf(stats).toFixed(4);
       return row;
     };
     /** every session once, so the many-session scenarios measure a population that is active (cached) */
@@ -262,11 +272,11 @@ async function main() {
     };
 
     await load('GET /health', { url: `${apiUrl}/health`, headers: one });
-    const me = await measured('GET /auth/current-user (bearer, one session)', { url: `${apiUrl}/auth/current-user`, headers: { authorization: `Bearer ${citizen.access_token}`, ...one } });
-    await measured('GET /auth/current-user (cookie, one session)', { url: `${apiUrl}/auth/current-user`, headers: { cookie: citizen.cookie, ...one } });
+    const me = await measured('GET /auth/current-user (bearer) one session', { url: `${apiUrl}/auth/current-user`, headers: { authorization: `Bearer ${citizen.access_token}`, ...one } });
+    await measured('GET /auth/current-user (cookie) one session', { url: `${apiUrl}/auth/current-user`, headers: { cookie: citizen.cookie, ...one } });
     await load('GET /auth/current-user (invalid token → 401)', { url: `${apiUrl}/auth/current-user`, headers: { authorization: 'Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCIsImtpZCI6Inh4eHh4eHh4eHh4eCJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlLW5vdC12YWxpZC1hdC1hbGwtMDEyMzQ1Njc4OQ', ...one } });
 
-    const manyName = `GET /auth/current-user (bearer, ${SESSIONS} sessions)`;
+    const manyName = `GET /auth/current-user (bearer) ${SESSIONS} sessions`;
     let many: Row | undefined;
     if (want(manyName)) {
       const tokens = accessTokens();
@@ -294,7 +304,7 @@ async function main() {
     }
 
     // ---- the mixed workload: 90 % reads over the population, 5 % refresh, 4 % profile writes, 1 % logins ----
-    const mixedName = `mixed (90% reads over ${SESSIONS} sessions, 5% refresh, 4% profile writes, 1% logins)`;
+    const mixedName = `mixed: 90% reads over ${SESSIONS} sessions / 5% refresh / 4% profile writes / 1% logins`;
     if (want(mixedName)) {
       const tokens = accessTokens();
       await warm(apiUrl, tokens);
@@ -409,7 +419,7 @@ async function main() {
     }
 
     // ---- two instances on one database, each loaded at once (per-instance throughput should hold) ----
-    const twoName = `two instances, each GET /auth/current-user over ${SESSIONS} sessions (per instance)`;
+    const twoName = `two instances: each GET /auth/current-user over ${SESSIONS} sessions (per instance)`;
     if (want(twoName)) {
       const port2 = await freePort();
       const { child: api2 } = await startServer({ ...env, PORT: String(port2) });
@@ -436,7 +446,7 @@ async function main() {
     await stop(api);
 
     // ---- the cache off (AUTH_CACHE_TTL=0, USERS_PAGE_CACHE_TTL=0): every request reads the database ----
-    const uncachedNames = ['GET /auth/current-user (bearer, one session; cache off)', `GET /auth/current-user (bearer, ${SESSIONS} sessions; cache off)`, 'GET /users?per_page=50 (County Admin; cache off)'];
+    const uncachedNames = ['GET /auth/current-user (bearer) one session · cache off', `GET /auth/current-user (bearer) ${SESSIONS} sessions · cache off`, 'GET /users?per_page=50 (County Admin) · cache off'];
     let cold1: Row | undefined;
     if (uncachedNames.some(want)) {
       const port2 = await freePort();

@@ -13,8 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildTestApp, createTestDatabase, GOOD_PASSWORD, listen, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 
 const TRIALS = 1000;
-const USERS = 12;
-const LANES = 6;
+const USERS = 15;
+const LANES = 5;
 const OFFICER = encodeURIComponent('Department Officer');
 
 const DELAY_MS = 15;
@@ -160,6 +160,7 @@ describe('next-request consistency: three instances, background load on two, 1,0
     };
     const KINDS = ['deactivate', 'remove-role', 'regrant-role', 'profile', 'logout'];
     const perLane = USERS / LANES;
+    if (!Number.isInteger(perLane) || !Number.isInteger(TRIALS / LANES)) throw new Error('USERS and TRIALS must divide by LANES');
     await Promise.all(Array.from({ length: LANES }, async (_, lane) => {
       const mine = subjects.slice(lane * perLane, (lane + 1) * perLane);
       for (let i = 0; i < TRIALS / LANES; i++) {
