@@ -96,8 +96,19 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   if (config.AUTH_CACHE_TTL > 0 || config.USERS_PAGE_CACHE_TTL > 0) {
     node = startCacheNode(opts.dbUrl, { auth: cache, pages }, { leaseMs: config.CACHE_LEASE_MS, log: app.log });
     const n = node;
+    // The hit rate (counts since start), once a minute when the cache was used, and at shutdown.
+    let lookups = 0;
+    const report = () => {
+      const auth = cache.stats();
+      if (auth.hits + auth.misses === lookups) return;
+      lookups = auth.hits + auth.misses;
+      app.log.info({ authCache: auth, pageCache: pages.stats() }, 'cache statistics');
+    };
+    const reporter = setInterval(report, 60_000);
+    reporter.unref();
     app.addHook('onClose', async () => {
-      app.log.info({ authCache: cache.stats(), pageCache: pages.stats() }, 'cache statistics');
+      clearInterval(reporter);
+      report();
       await n.close();
     });
     // A request that may have changed state answers only after every instance that may serve cached
