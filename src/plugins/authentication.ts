@@ -1,14 +1,20 @@
 // Authentication: bearer JWTs and cookie sessions both resolve to request.auth = { user, session }.
 // Every request re-checks the current state (session live, user active, uniquifier unchanged, roles
-// as they are now), so revocations apply on the very next request.
+// as they are now), so revocations apply on the very next request. The state comes from a per-instance
+// cache kept consistent by the protocol of security/cache-protocol.ts (docs/consistency.md) only for
+// safe methods, and only to allow: a rejection (401) or a denial (403, guards.ts) is decided again on
+// state read from the database, and every state-changing request authenticates on fresh state.
 import fp from 'fastify-plugin';
 import cookie from '@fastify/cookie';
 import jwt from '@fastify/jwt';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestAsyncHookHandler } from 'fastify';
 import { AppError, authChallenge, BEARER_REALM, tokenExpired, tokenInvalid } from '../errors.js';
 import type { SecurityContext } from '../security/context.js';
-import { loadAuthState, sessionProblem, touchSession, type AuthState } from '../security/sessions.js';
-import { AuthCache, startAuthListener } from '../security/auth-cache.js';
+import { loadAuthState, sessionProblem, type AuthState } from '../security/sessions.js';
+import { AuthCache } from '../security/auth-cache.js';
+import { PageCache } from '../security/page-cache.js';
+import { startCacheNode, type CacheNode } from '../security/cache-protocol.js';
+import { SessionToucher } from '../security/session-touch.js';
 import { isPersonalToken, sessionIdForToken } from '../security/personal-tokens.js';
 import { safeEqual } from '../security/tokens.js';
 import { jwtSecrets, purposeKeyBytes } from '../security/keyring.js';
@@ -18,6 +24,8 @@ import type { UserRecord } from '../security/datastore.js';
 export interface RequestAuth extends AuthState {
   /** bearer: access JWT; cookie: session cookie; token: personal access token */
   method: 'bearer' | 'cookie' | 'token';
+  /** the state came from this instance's cache (a denial must be re-decided on fresh state: reauthenticate) */
+  cached: boolean;
 }
 
 export interface AccessTokenClaims { sub: string; uq: string; sid: string; iat: number; exp: number; iss: string; aud: string; nbf?: number }
@@ -41,12 +49,18 @@ declare module 'fastify' {
     /** onRequest hook: authenticates when credentials are present and valid; never throws for them */
     optionalAuth: onRequestAsyncHookHandler;
     authCache: AuthCache;
+    /** GET /users page bodies (security/page-cache.ts) */
+    pageCache: PageCache;
+    /** the listener and lease of this instance's caches; null with the caches off */
+    cacheNode: CacheNode | null;
     /**
-     * Waits until this instance's listener has seen every auth change committed before the call.
-     * Requests that change state do this automatically; call it after changing state outside a
-     * request (tests, in-process jobs).
+     * Waits until every instance holding a cache lease has applied every change committed before the
+     * call (security/cache-protocol.ts). Requests that change state do this automatically; call it
+     * after changing state outside a request (tests, in-process jobs).
      */
     authSync: () => Promise<void>;
+    /** Re-resolves request.auth from the database (no cache); throws 401 when the credentials died meanwhile. */
+    reauthenticate: (request: FastifyRequest) => Promise<void>;
   }
   interface FastifyContextConfig {
     /** false on routes whose writes never touch authentication state (skips the cache sync) */
@@ -73,37 +87,67 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   app.decorate('security', ctx);
   app.decorateRequest('auth', null);
 
-  // Auth state cache, invalidated across instances by LISTEN/NOTIFY (see security/auth-cache.ts).
-  const cache = new AuthCache(config.AUTH_CACHE_TTL * 1000);
+  // Per-instance caches, kept consistent across instances by the listener, the lease and the marker
+  // protocol (security/cache-protocol.ts, docs/consistency.md).
+  const cache = new AuthCache(config.AUTH_CACHE_TTL * 1000, config.AUTH_CACHE_MAX_ENTRIES);
+  const pages = new PageCache(config.USERS_PAGE_CACHE_TTL * 1000);
   app.decorate('authCache', cache);
-  let sync = async () => undefined as void;
-  if (config.AUTH_CACHE_TTL > 0) {
-    const listener = startAuthListener(opts.dbUrl, cache, app.log);
-    sync = () => listener.sync(ctx.sql);
-    app.addHook('onClose', async () => listener.close());
-    // A request that may have changed authentication state answers only after this instance's
-    // listener has seen a marker sent after the change: by then PostgreSQL has dispatched the
-    // invalidation to every instance.
+  app.decorate('pageCache', pages);
+  let node: CacheNode | null = null;
+  if (config.AUTH_CACHE_TTL > 0 || config.USERS_PAGE_CACHE_TTL > 0) {
+    node = startCacheNode(opts.dbUrl, { auth: cache, pages }, { leaseMs: config.CACHE_LEASE_MS, log: app.log });
+    const n = node;
+    // The hit rate (counts since start), once a minute when the cache was used, and at shutdown.
+    let lookups = 0;
+    const report = () => {
+      const auth = cache.stats();
+      if (auth.hits + auth.misses === lookups) return;
+      lookups = auth.hits + auth.misses;
+      app.log.info({ authCache: auth, pageCache: pages.stats() }, 'cache statistics');
+    };
+    const reporter = setInterval(report, 60_000);
+    reporter.unref();
+    app.addHook('onClose', async () => {
+      clearInterval(reporter);
+      report();
+      await n.close();
+    });
+    // A request that may have changed state answers only after every instance that may serve cached
+    // state has applied the change (or can no longer serve cached state).
     app.addHook('onSend', (request, reply, payload, done) => {
       if (!UNSAFE.has(request.method) || reply.statusCode >= 500 || request.routeOptions.config?.authSync === false) return done(null, payload);
-      listener.sync(ctx.sql).then(() => done(null, payload), done);
+      n.sync(ctx.sql).then(() => done(null, payload), done);
     });
   }
-  app.decorate('authSync', () => sync());
+  app.decorate('cacheNode', node);
+  app.decorate('authSync', async () => {
+    await node?.sync(ctx.sql);
+  });
 
-  /** The session's state, from the cache when it is live there; rejections are always decided on fresh data. */
-  async function stateFor(sessionId: string, accept: (s: AuthState) => boolean): Promise<AuthState | null> {
+  // last_used_at slides in batches, not with a statement per request (security/session-touch.ts).
+  const toucher = new SessionToucher(ctx.sql, ctx.clock, config.RATE_LIMIT_FLUSH_INTERVAL_MS);
+  app.addHook('onReady', async () => toucher.start());
+  app.addHook('onClose', async () => toucher.stop());
+
+  /**
+   * The session's state, from the cache when it is live there and `useCache`; a rejection is always
+   * decided on fresh data.
+   */
+  async function stateFor(sessionId: string, accept: (s: AuthState) => boolean, useCache: boolean): Promise<{ state: AuthState; cached: boolean } | null> {
     const nowMs = ctx.clock.now().getTime();
-    const cached = cache.get(sessionId, nowMs);
-    if (cached) {
-      if (accept(cached)) return cached;
-      cache.delete(sessionId);
+    if (useCache) {
+      const cached = cache.get(sessionId, nowMs);
+      if (cached) {
+        if (accept(cached)) return { state: cached, cached: true };
+        cache.delete(sessionId);
+      }
     }
-    const version = cache.snapshot();
+    const loadedAt = cache.snapshot();
     const state = await loadAuthState(ctx, sessionId);
+    if (state) toucher.overlay(state.session);
     if (!state || !accept(state)) return null;
-    cache.set(sessionId, state, nowMs, version);
-    return state;
+    cache.set(sessionId, state, nowMs, loadedAt);
+    return { state, cached: false };
   }
 
   const cookieKeys = purposeKeyBytes(config, 'session-cookie').map((k) => k.toString('base64url'));
@@ -190,7 +234,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   // Token → session id never changes, so it is remembered (bounded); the session itself is checked
   // on every request like any other.
   const tokenSessions = new Map<string, string>();
-  async function resolvePersonalToken(token: string): Promise<RequestAuth> {
+  async function resolvePersonalToken(token: string, useCache: boolean): Promise<RequestAuth> {
     let sessionId = tokenSessions.get(token);
     if (!sessionId) {
       sessionId = (await sessionIdForToken(ctx, token)) ?? undefined;
@@ -199,28 +243,32 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
       tokenSessions.set(token, sessionId);
     }
     // Tokens for automation have no idle limit, only their expiry.
-    const state = await stateFor(sessionId, (st) => st.session.kind === 'token' && st.user.active &&
-      !sessionProblem(ctx, st.session, ctx.clock.now(), Number.POSITIVE_INFINITY));
-    if (!state) throw tokenInvalid('The access token has been revoked or has expired');
-    void touchSession(ctx, state.session).catch(() => undefined);
-    return { ...state, method: 'token' };
+    const found = await stateFor(sessionId, (st) => st.session.kind === 'token' && st.user.active &&
+      !sessionProblem(ctx, st.session, ctx.clock.now(), Number.POSITIVE_INFINITY), useCache);
+    if (!found) throw tokenInvalid('The access token has been revoked or has expired');
+    toucher.touch(found.state.session);
+    return { ...found.state, method: 'token', cached: found.cached };
   }
 
-  /** Resolves the caller; null when no credentials were sent. Throws for bad or dead credentials. */
-  async function resolve(request: FastifyRequest): Promise<RequestAuth | null> {
+  /**
+   * Resolves the caller; null when no credentials were sent. Throws for bad or dead credentials.
+   * State-changing requests (and `fresh`) never use the cache: what they decide is decided on the database.
+   */
+  async function resolve(request: FastifyRequest, fresh = false): Promise<RequestAuth | null> {
+    const useCache = !fresh && !UNSAFE.has(request.method);
     const header = request.headers.authorization;
     if (header !== undefined) {
       const m = BEARER_RE.exec(header);
       if (!m) throw bearerError(tokenInvalid('The Authorization header must be "Bearer <token>"'));
       try {
-        if (isPersonalToken(m[1]!)) return await resolvePersonalToken(m[1]!);
+        if (isPersonalToken(m[1]!)) return await resolvePersonalToken(m[1]!, useCache);
         const claims = verifyAccessToken(m[1]!);
-        const state = await stateFor(claims.sid, (st) => st.session.kind === 'login' && String(st.user.id) === claims.sub &&
+        const found = await stateFor(claims.sid, (st) => st.session.kind === 'login' && String(st.user.id) === claims.sub &&
           safeEqual(st.user.fsUniquifier, claims.uq) && st.user.active &&
-          !sessionProblem(ctx, st.session, ctx.clock.now(), config.SECURITY_REFRESH_TOKEN_MAX_IDLE));
-        if (!state) throw tokenInvalid('The session has ended; log in again');
-        void touchSession(ctx, state.session).catch(() => undefined);
-        return { ...state, method: 'bearer' };
+          !sessionProblem(ctx, st.session, ctx.clock.now(), config.SECURITY_REFRESH_TOKEN_MAX_IDLE), useCache);
+        if (!found) throw tokenInvalid('The session has ended; log in again');
+        toucher.touch(found.state.session);
+        return { ...found.state, method: 'bearer', cached: found.cached };
       } catch (err) {
         throw err instanceof AppError && err.statusCode === 401 ? bearerError(err) : err;
       }
@@ -229,11 +277,11 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     if (raw === undefined) return null;
     const unsigned = request.unsignCookie(raw);
     if (!unsigned.valid || !unsigned.value || !UUID_RE.test(unsigned.value)) throw tokenInvalid('The session cookie is invalid');
-    const state = await stateFor(unsigned.value, (st) => st.session.kind === 'login' && st.user.active &&
-      !sessionProblem(ctx, st.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME));
-    if (!state) throw tokenInvalid('The session has ended; log in again');
-    await touchSession(ctx, state.session);
-    return { ...state, method: 'cookie' };
+    const found = await stateFor(unsigned.value, (st) => st.session.kind === 'login' && st.user.active &&
+      !sessionProblem(ctx, st.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME), useCache);
+    if (!found) throw tokenInvalid('The session has ended; log in again');
+    toucher.touch(found.state.session);
+    return { ...found.state, method: 'cookie', cached: found.cached };
   }
 
   function checkCsrf(request: FastifyRequest, auth: RequestAuth) {
@@ -250,6 +298,12 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
       throw authChallenge();
     }
     checkCsrf(request, auth);
+    request.auth = auth;
+  });
+
+  app.decorate('reauthenticate', async function reauthenticate(request: FastifyRequest) {
+    const auth = await resolve(request, true);
+    if (!auth) throw authChallenge();
     request.auth = auth;
   });
 

@@ -5,8 +5,11 @@
 // checked, the tighter one is reported in the RateLimit-* headers, and an exceeded one answers
 // 429 RATE_LIMITED with Retry-After.
 //
-// The counters live in PostgreSQL by default (a custom store: one atomic upsert per check), so any
-// number of instances behind one address enforce one budget per client. RATE_LIMIT_STORE=memory
+// The counters live in PostgreSQL by default, so any number of instances behind one address enforce
+// one budget per client. The class budgets are exact (a custom store: one atomic upsert per check,
+// noise next to the bcrypt or token work they guard). The global budget, which every request pays,
+// is counted per instance and flushed in batches (security/shared-budget.ts): no statement per
+// request, exact near the limit, a stated tolerance past it. RATE_LIMIT_STORE=memory
 // keeps them in this process (one instance only). Redis is not supported (REDIS_URL is ignored):
 // PostgreSQL is the shared store. The client address is request.ip (X-Forwarded-For counts only
 // with TRUST_PROXY), keyed by security/client-address.ts clientKey: IPv4-mapped, NAT64 and 6to4
@@ -19,10 +22,15 @@ import type { RateLimit } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Clock, SecurityContext } from '../security/context.js';
 import { pruneSecurityState } from '../security/lockout.js';
+import { SharedBudget } from '../security/shared-budget.js';
 
 export type RateLimitClass = 'auth' | 'refresh' | 'totp';
 
 declare module 'fastify' {
+  interface FastifyInstance {
+    /** the batched global budget (RATE_LIMIT_STORE=postgres with limits on); tests and the bench read its stats */
+    globalBudget?: SharedBudget;
+  }
   interface FastifyContextConfig {
     /** a stricter per-IP budget for this route, on top of the global one */
     rateLimitClass?: RateLimitClass;
@@ -141,7 +149,19 @@ async function rateLimitPlugin(app: FastifyInstance) {
       return r.isAllowed ? null : { max: r.max, remaining: r.remaining, ttlInSeconds: r.ttlInSeconds, isExceeded: r.isExceeded };
     };
   };
-  const global = limiter('global', config.RATE_LIMIT_GLOBAL);
+  let global = limiter('global', config.RATE_LIMIT_GLOBAL);
+  if (config.RATE_LIMIT_STORE === 'postgres') {
+    const budget = new SharedBudget(ctx.sql, ctx.clock, { max: config.RATE_LIMIT_GLOBAL.max, windowMs: config.RATE_LIMIT_GLOBAL.windowSeconds * 1000 },
+      config.RATE_LIMIT_FLUSH_INTERVAL_MS);
+    app.decorate('globalBudget', budget);
+    app.addHook('onReady', async () => budget.start());
+    app.addHook('onClose', async () => budget.stop());
+    global = async (req) => {
+      const d = await budget.take(`global:${clientKey(req.ip)}`);
+      return d.allowed ? { max: d.limit, remaining: d.remaining, ttlInSeconds: d.resetSeconds, isExceeded: false }
+        : { max: d.limit, remaining: 0, ttlInSeconds: d.resetSeconds, isExceeded: true };
+    };
+  }
   const classes: Record<RateLimitClass, ReturnType<typeof limiter>> = {
     auth: limiter('auth', config.RATE_LIMIT_AUTH),
     refresh: limiter('refresh', config.RATE_LIMIT_REFRESH),

@@ -10,9 +10,17 @@ function authOf(request: FastifyRequest): RequestAuth {
   return request.auth;
 }
 
+// A denial is decided on fresh state: when the state that fails the check came from this instance's
+// cache, it is read again from the database first (a role granted a moment ago on another instance
+// passes; docs/consistency.md). Allowing on cached state is what the cache protocol makes safe.
 const guard = (check: (auth: RequestAuth) => boolean): preHandlerAsyncHookHandler =>
   async (request) => {
-    if (!check(authOf(request))) throw forbidden();
+    if (check(authOf(request))) return;
+    if (request.auth!.cached) {
+      await request.server.reauthenticate(request);
+      if (check(authOf(request))) return;
+    }
+    throw forbidden();
   };
 
 /** every listed role */
@@ -48,9 +56,11 @@ export const interactiveOnly: preHandlerAsyncHookHandler = async (request) => {
  * to /verify, which refuses it too.
  */
 export const fresh = (withinSeconds: number, now: () => Date): preHandlerAsyncHookHandler => async (request) => {
-  const auth = authOf(request);
   refusePersonalToken(request);
-  if (now().getTime() - auth.session.fsPaa.getTime() > withinSeconds * 1000) {
+  const stale = (a: RequestAuth) => now().getTime() - a.session.fsPaa.getTime() > withinSeconds * 1000;
+  // a staleness seen in cached state is checked again on fresh state (a /verify on another instance)
+  if (stale(authOf(request)) && request.auth!.cached) await request.server.reauthenticate(request);
+  if (stale(authOf(request))) {
     throw new AppError(401, 'REAUTH_REQUIRED', 'Re-authenticate with POST /verify to continue', { extra: { reauth_required: true } });
   }
 };

@@ -1,145 +1,228 @@
 // A per-instance cache of authentication state (session + user + roles + permissions), kept correct
-// across instances by PostgreSQL LISTEN/NOTIFY.
+// across instances by PostgreSQL LISTEN/NOTIFY and the lease protocol of cache-protocol.ts (the
+// argument is docs/consistency.md).
 //
-// Triggers (migrations/*_notify_auth_changes.sql) publish on channel `cs_auth` whenever a row that
-// decides authentication changes: a session is revoked or its freshness/CSRF token changes ("s:<id>"),
-// a user row changes ("u:<id>"), a role is granted or removed ("u:<id>"), a role's permissions change
-// ("r:*"). Every instance listens and drops the affected entries. Because the triggers fire for every
-// writer (this API, the CLI, another instance, psql), no code path can forget to invalidate.
+// Triggers (migrations/*_notify_auth_*.sql) publish on channel `cs_auth` whenever a row that decides
+// authentication changes, naming what changed:
+//   s:<session id>      the session was revoked, its freshness/CSRF token/expiry changed, or it went
+//   u:<user id>         a user column other than the tracking ones changed, a role was granted or removed
+//   t:<user id>:<json>  only tracking columns changed (login time, IP, count): entries are patched, not dropped
+//   r:<role name>       that role's name or permissions changed, or it was deleted
+// and every instance drops exactly the entries concerned (per key, not one global version).
 //
 // Safety rules:
-// - The cache is used only while the listener connection is up. When it drops, the cache is emptied
-//   and bypassed until LISTEN succeeds again (notifications may have been missed meanwhile).
-// - An instance that changed state waits, before answering, until its own listener has seen a
-//   marker notification sent after the change (`sync`). PostgreSQL delivers notifications to every
-//   listener in commit order, so by then the invalidation has been dispatched to all instances.
-// - Entries also expire after a short TTL, and any entry that would reject a request is re-read
-//   from the database before the rejection is decided.
-//
-// The same listener keeps a second, smaller cache correct: whole response bodies of user listings
-// (GET /users pages, keyed by the caller's scope and the query). Any user or role notification
-// ("u:", "r:", and user inserts since migration notify_user_inserts) drops all of them; session
-// notifications do not concern them. Same rules: only while listening, versioned loads, TTL.
-import postgres from 'postgres';
-import { randomUUID } from 'node:crypto';
+// - Entries are served only while the gate is open: the listener is connected and the instance's lease
+//   is valid. When the gate closes, everything is dropped; whatever was loaded before it reopened is
+//   never cached.
+// - A load that overlapped an invalidation of one of ITS OWN keys (its session, its user, one of its
+//   roles) is not cached: each invalidation takes a sequence number, each load remembers the number
+//   current when it began, and set() refuses when a key of the loaded state was invalidated since.
+//   Loads that overlapped invalidations of other keys are cached.
+// - Bounded: at most `maxEntries` sessions, least recently used evicted first; entries also expire
+//   after `ttlMs`. Rejections and denials are always re-decided on fresh data (plugins/authentication.ts).
 import type { AuthState } from './sessions.js';
 
 export const AUTH_CHANNEL = 'cs_auth';
 
 interface Entry { state: AuthState; expiresAt: number }
-interface PageEntry { body: string; expiresAt: number }
+
+export interface AuthCacheStats {
+  hits: number;
+  misses: number;
+  /** hits / (hits + misses), 0 when nothing was looked up */
+  hitRate: number;
+  size: number;
+  evictions: number;
+  invalidations: number;
+  /** loads not cached because one of their keys was invalidated while they ran */
+  racedLoads: number;
+}
+
+/** Opens and closes the caches of one instance (cache-protocol.ts): listener up and lease valid. */
+export interface CacheGate {
+  /** true while cached state may be served; the first call after the lease lapsed closes the gate */
+  readonly open: boolean;
+}
+
+/** Always open: a cache used on its own (unit tests). */
+export const OPEN_GATE: CacheGate = { open: true };
+
+const TRACKING_FIELDS = {
+  current_login_at: 'currentLoginAt', last_login_at: 'lastLoginAt', current_login_ip: 'currentLoginIp',
+  last_login_ip: 'lastLoginIp', login_count: 'loginCount', tf_totp_last_step: 'tfTotpLastStep',
+} as const;
+const TIME_FIELDS = new Set(['current_login_at', 'last_login_at']);
+
+/** How many recent invalidations are remembered per key for the overlap check (older ones raise a floor). */
+const MAX_REMEMBERED = 20_000;
 
 export class AuthCache {
+  /** Map order is recency order: the first key is the least recently used. */
   private readonly entries = new Map<string, Entry>();
   private readonly byUser = new Map<number, Set<string>>();
+  private readonly byRole = new Map<string, Set<string>>();
+  /** bumped by every invalidation */
+  private seq = 0;
+  /** key ("s:…", "u:…", "r:…") → the sequence number of its last invalidation */
+  private readonly invalidated = new Map<string, number>();
+  /** loads that began before this number are never cached (forgotten invalidations, the gate closing) */
+  private floor = 0;
   private listening = false;
-  /** bumped by every invalidation: a load that began before one must not be cached */
-  private version = 0;
-  private readonly pendingSyncs = new Map<string, () => void>();
-  private readonly pages = new Map<string, PageEntry>();
+  private counters = { hits: 0, misses: 0, evictions: 0, invalidations: 0, racedLoads: 0 };
 
-  constructor(private readonly ttlMs = 30_000, private readonly maxEntries = 100_000, private readonly maxPages = 1_000) {}
+  constructor(
+    private readonly ttlMs = 30_000,
+    private readonly maxEntries = 100_000,
+    private gate: CacheGate = OPEN_GATE,
+  ) {}
+
+  /** Binds the cache to its instance's gate (listener + lease). */
+  useGate(gate: CacheGate): void {
+    this.gate = gate;
+  }
 
   get enabled(): boolean {
-    return this.listening;
+    return this.listening && this.ttlMs > 0 && this.maxEntries > 0 && this.gate.open;
   }
 
   /** Take before reading state from the database; pass to set(). */
   snapshot(): number {
-    return this.version;
+    return this.seq;
   }
 
   get size(): number {
     return this.entries.size;
   }
 
+  stats(): AuthCacheStats {
+    const { hits, misses } = this.counters;
+    return { ...this.counters, hitRate: hits + misses ? hits / (hits + misses) : 0, size: this.entries.size };
+  }
+
+  resetStats(): void {
+    this.counters = { hits: 0, misses: 0, evictions: 0, invalidations: 0, racedLoads: 0 };
+  }
+
   get(sessionId: string, nowMs: number): AuthState | undefined {
-    if (!this.listening) return undefined;
+    if (!this.enabled) return undefined;
     const e = this.entries.get(sessionId);
-    if (!e) return undefined;
-    if (e.expiresAt <= nowMs) {
-      this.delete(sessionId);
+    if (!e || e.expiresAt <= nowMs) {
+      if (e) this.delete(sessionId);
+      this.counters.misses++;
       return undefined;
     }
+    // most recently used goes last
+    this.entries.delete(sessionId);
+    this.entries.set(sessionId, e);
+    this.counters.hits++;
     return e.state;
   }
 
-  set(sessionId: string, state: AuthState, nowMs: number, loadedAtVersion: number): void {
-    // An invalidation arrived while this state was being read: it may already be stale.
-    if (!this.listening || loadedAtVersion !== this.version) return;
-    if (this.entries.size >= this.maxEntries) {
-      // Maps iterate in insertion order: drop the oldest entry.
+  /** Caches a state loaded from the database by a load that began at `loadedAt` (snapshot()). */
+  set(sessionId: string, state: AuthState, nowMs: number, loadedAt: number): boolean {
+    if (!this.enabled) return false;
+    if (loadedAt < this.floor || this.changedSince(loadedAt, sessionId, state)) {
+      this.counters.racedLoads++;
+      return false;
+    }
+    this.delete(sessionId);
+    while (this.entries.size >= this.maxEntries) {
       const oldest = this.entries.keys().next().value;
-      if (oldest !== undefined) this.delete(oldest);
+      if (oldest === undefined) break;
+      this.delete(oldest);
+      this.counters.evictions++;
     }
     this.entries.set(sessionId, { state, expiresAt: nowMs + this.ttlMs });
-    let sids = this.byUser.get(state.user.id);
-    if (!sids) this.byUser.set(state.user.id, (sids = new Set()));
-    sids.add(sessionId);
+    index(this.byUser, state.user.id, sessionId);
+    for (const role of state.user.roles ?? []) index(this.byRole, role, sessionId);
+    return true;
   }
 
-  /** A cached listing body (see the header), while it is live. */
-  getPage(key: string, nowMs: number): string | undefined {
-    if (!this.listening) return undefined;
-    const e = this.pages.get(key);
-    if (!e) return undefined;
-    if (e.expiresAt <= nowMs) {
-      this.pages.delete(key);
-      return undefined;
-    }
-    return e.body;
-  }
-
-  setPage(key: string, body: string, nowMs: number, loadedAtVersion: number): void {
-    if (!this.listening || loadedAtVersion !== this.version) return;
-    if (this.pages.size >= this.maxPages) {
-      const oldest = this.pages.keys().next().value;
-      if (oldest !== undefined) this.pages.delete(oldest);
-    }
-    this.pages.set(key, { body, expiresAt: nowMs + this.ttlMs });
-  }
-
-  get pageCount(): number {
-    return this.pages.size;
+  private changedSince(loadedAt: number, sessionId: string, state: AuthState): boolean {
+    const after = (key: string) => (this.invalidated.get(key) ?? 0) > loadedAt;
+    return after(`s:${sessionId}`) || after(`u:${state.user.id}`) || (state.user.roles ?? []).some((r) => after(`r:${r}`));
   }
 
   delete(sessionId: string): void {
     const e = this.entries.get(sessionId);
     if (!e) return;
     this.entries.delete(sessionId);
-    const sids = this.byUser.get(e.state.user.id);
-    sids?.delete(sessionId);
-    if (sids && sids.size === 0) this.byUser.delete(e.state.user.id);
+    unindex(this.byUser, e.state.user.id, sessionId);
+    for (const role of e.state.user.roles ?? []) unindex(this.byRole, role, sessionId);
   }
 
-  deleteUser(userId: number): void {
-    const sids = this.byUser.get(userId);
+  private dropAll(sids: Set<string> | undefined): void {
     if (!sids) return;
-    for (const sid of sids) this.entries.delete(sid);
-    this.byUser.delete(userId);
+    for (const sid of [...sids]) this.delete(sid);
   }
 
+  /** Everything goes, and nothing loaded before now is cached later. */
   clear(): void {
-    this.version++;
+    this.seq++;
+    this.floor = this.seq;
+    this.invalidated.clear();
     this.entries.clear();
     this.byUser.clear();
-    this.pages.clear();
+    this.byRole.clear();
   }
 
-  /** Applies one notification payload. */
-  apply(payload: string): void {
-    if (payload.startsWith('sync:')) {
-      this.pendingSyncs.get(payload.slice(5))?.();
-      return;
+  private invalidate(key: string): void {
+    this.seq++;
+    this.counters.invalidations++;
+    this.invalidated.delete(key);
+    this.invalidated.set(key, this.seq);
+    if (this.invalidated.size > MAX_REMEMBERED) {
+      const [oldKey, oldSeq] = this.invalidated.entries().next().value!;
+      this.invalidated.delete(oldKey);
+      this.floor = Math.max(this.floor, oldSeq);
     }
-    this.version++;
+  }
+
+  /** Applies one notification payload (see the header); unknown payloads drop everything. */
+  apply(payload: string): void {
     const kind = payload.slice(0, 2);
     const rest = payload.slice(2);
-    if (kind === 's:') this.delete(rest);
-    else if (kind === 'u:') {
-      this.deleteUser(Number(rest));
-      this.pages.clear();
-    } else this.clear(); // "r:*" and anything unknown: be safe
+    if (kind === 's:') {
+      this.invalidate(payload);
+      this.delete(rest);
+    } else if (kind === 'u:') {
+      this.invalidate(payload);
+      this.dropAll(this.byUser.get(Number(rest)));
+    } else if (kind === 'r:') {
+      if (rest === '*') return this.clear();
+      this.invalidate(payload);
+      this.dropAll(this.byRole.get(rest));
+    } else if (kind === 't:') {
+      this.patchTracking(rest);
+    } else if (payload !== 'p') {
+      this.clear();
+    }
+  }
+
+  /** "t:<user id>:<json>": the tracking columns' new values replace the cached ones (a new user object). */
+  private patchTracking(rest: string): void {
+    const colon = rest.indexOf(':');
+    const userId = Number(rest.slice(0, colon));
+    let values: Record<string, unknown>;
+    try {
+      values = JSON.parse(rest.slice(colon + 1)) as Record<string, unknown>;
+    } catch {
+      return this.clear();
+    }
+    // A load of this user running now may have read the old values: it must not be cached.
+    this.invalidate(`u:${userId}`);
+    const sids = this.byUser.get(userId);
+    if (!sids) return;
+    const patch: Record<string, unknown> = {};
+    for (const [column, field] of Object.entries(TRACKING_FIELDS)) {
+      if (!(column in values)) continue;
+      const v = values[column];
+      patch[field] = TIME_FIELDS.has(column) && v !== null ? new Date(Number(v)) : v;
+    }
+    for (const sid of sids) {
+      const e = this.entries.get(sid)!;
+      e.state = { ...e.state, user: { ...e.state.user, ...patch } };
+    }
   }
 
   setListening(up: boolean): void {
@@ -147,127 +230,17 @@ export class AuthCache {
     this.clear();
     this.listening = up;
   }
-
-  /** Registers a marker and returns a promise resolved when the listener sees it (or on timeout). */
-  expectSync(timeoutMs: number, token: string = randomUUID()): { token: string; seen: Promise<boolean> } {
-    const seen = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => {
-        this.pendingSyncs.delete(token);
-        resolve(false);
-      }, timeoutMs);
-      this.pendingSyncs.set(token, () => {
-        clearTimeout(timer);
-        this.pendingSyncs.delete(token);
-        resolve(true);
-      });
-    });
-    return { token, seen };
-  }
 }
 
-/**
- * The caches of every listener of this process that is up, by database. Several instances can share a process
- * (tests, embedded setups); a marker reaches all of them, so a sync waits for each one, not only its
- * own: each then has applied every invalidation committed before the marker.
- */
-const liveCaches = new Map<string, Set<AuthCache>>();
-const peers = (url: string) => {
-  let set = liveCaches.get(url);
-  if (!set) liveCaches.set(url, (set = new Set()));
-  return set;
-};
-
-export interface AuthListener {
-  /** sends a marker through PostgreSQL and waits until this instance's listener receives it */
-  sync(sql: postgres.Sql): Promise<void>;
-  close(): Promise<void>;
+function index<K>(map: Map<K, Set<string>>, key: K, sid: string) {
+  let set = map.get(key);
+  if (!set) map.set(key, (set = new Set()));
+  set.add(sid);
 }
 
-/**
- * Keeps one dedicated connection LISTENing on cs_auth, reconnecting with backoff. The cache is
- * enabled only while that connection is up.
- */
-export function startAuthListener(url: string, cache: AuthCache, log: { warn: (msg: string) => void } = { warn: () => undefined }): AuthListener {
-  let closed = false;
-  let retry: NodeJS.Timeout | undefined;
-  let attempt = 0;
-  let conn: postgres.Sql | undefined;
-
-  const connectOnce = async () => {
-    if (closed) return;
-    const sql = postgres(url, {
-      max: 1,
-      idle_timeout: 0,
-      max_lifetime: null,
-      connect_timeout: 5,
-      onnotice: () => undefined,
-      connection: { application_name: 'county-services-listener' },
-      onclose: () => {
-        if (closed || conn !== sql) return;
-        peers(url).delete(cache);
-        cache.setListening(false);
-        conn = undefined;
-        void sql.end({ timeout: 0 }).catch(() => undefined);
-        schedule();
-      },
-      ...({ onnotify: (channel: string, payload: string) => channel === AUTH_CHANNEL && cache.apply(payload) } as object),
-    });
-    conn = sql;
-    try {
-      await sql.unsafe(`listen ${AUTH_CHANNEL}`);
-      if (closed) return;
-      attempt = 0;
-      cache.setListening(true);
-      peers(url).add(cache);
-    } catch {
-      if (conn === sql) conn = undefined;
-      await sql.end({ timeout: 0 }).catch(() => undefined);
-      if (!closed) {
-        log.warn('auth cache: LISTEN failed; the cache stays off until it succeeds');
-        schedule();
-      }
-    }
-  };
-
-  const schedule = () => {
-    if (closed || retry) return;
-    const delay = Math.min(5000, 100 * 2 ** attempt++);
-    retry = setTimeout(() => {
-      retry = undefined;
-      void connectOnce();
-    }, delay);
-    retry.unref();
-  };
-
-  void connectOnce();
-
-  return {
-    async sync(sql) {
-      if (!cache.enabled) return;
-      const { token, seen } = cache.expectSync(500);
-      const others = [...peers(url)].filter((c) => c !== cache && c.enabled).map((c) => ({ c, seen: c.expectSync(500, token).seen }));
-      try {
-        await sql`select pg_notify(${AUTH_CHANNEL}, ${'sync:' + token})`;
-      } catch {
-        return;
-      }
-      if (!(await seen)) {
-        // Our own marker did not come back in time: something is wrong with the listener, so trust nothing cached.
-        cache.clear();
-      }
-      for (const o of others) if (!(await o.seen)) o.c.clear();
-      // Let the rest of this I/O round run first: other listeners in this process (another instance
-      // in the same process, as in tests) may have received the invalidation in the same batch.
-      await new Promise((resolve) => setImmediate(resolve));
-    },
-    async close() {
-      closed = true;
-      if (retry) clearTimeout(retry);
-      peers(url).delete(cache);
-      cache.setListening(false);
-      const c = conn;
-      conn = undefined;
-      await c?.end({ timeout: 1 }).catch(() => undefined);
-    },
-  };
+function unindex<K>(map: Map<K, Set<string>>, key: K, sid: string) {
+  const set = map.get(key);
+  if (!set) return;
+  set.delete(sid);
+  if (set.size === 0) map.delete(key);
 }

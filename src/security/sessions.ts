@@ -17,8 +17,6 @@ export interface AuthState {
   session: SessionRow;
 }
 
-/** last_used_at is written at most this often per session: sliding expiry without a write per request. */
-const TOUCH_INTERVAL_MS = 60_000;
 
 const keysFor = (ctx: SecurityContext): Buffer[] => purposeKeyBytes(ctx.config, 'refresh-token');
 
@@ -85,15 +83,6 @@ export async function loadAuthState(ctx: SecurityContext, sessionId: string): Pr
   const limit = row.tokenPermissions;
   const permissions = limit ? row.permissions.filter((p) => limit.includes(p)) : row.permissions;
   return { session: row.session, user: { ...row.user, roles: row.roles, permissions } };
-}
-
-/** Slides last_used_at, at most once a minute per session. */
-export async function touchSession(ctx: SecurityContext, s: SessionRow): Promise<void> {
-  const now = ctx.clock.now();
-  if (now.getTime() - s.lastUsedAt.getTime() < TOUCH_INTERVAL_MS) return;
-  // A cached copy of the row is updated in place, so the cache needs no invalidation for this.
-  s.lastUsedAt = now;
-  await ctx.db.update(sessions).set({ lastUsedAt: now }).where(and(eq(sessions.id, s.id), isNull(sessions.revokedAt)));
 }
 
 export async function revokeSession(ctx: SecurityContext, sessionId: string, reason: string): Promise<boolean> {

@@ -2,6 +2,7 @@
 // change made through one, the very next request through the other.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AuthCache } from '../../src/security/auth-cache.js';
+import { PageCache } from '../../src/security/page-cache.js';
 import { addRoleToUser, deactivateUser, removeRoleFromUser, resetUserAccess } from '../../src/security/datastore.js';
 import { bearer, buildTestApp, createTestDatabase, login, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 
@@ -126,7 +127,7 @@ describe('auth cache invalidation across two instances', () => {
     const cachedOnB = async () => {
       const first = await list(b, adminB);
       expect(await list(b, adminB)).toEqual(first);
-      expect(b.app.authCache.pageCount).toBeGreaterThan(0);
+      expect(b.app.pageCache.size).toBeGreaterThan(0);
       return first;
     };
 
@@ -170,21 +171,25 @@ describe('auth cache invalidation across two instances', () => {
       expect((await list(b, adminB)).total).toBe(before.total);
     });
 
-    it('session changes keep the pages; a role\'s rename drops them', () => {
-      const cache = new AuthCache(30_000);
+    it('session changes and login tracking keep the pages; a role\'s rename drops them', () => {
+      const cache = new PageCache(30_000);
       cache.setListening(true);
-      cache.setPage('k', '{}', 0, cache.snapshot());
+      cache.set('k', '{}', 0, cache.snapshot());
       cache.apply('s:abc');
-      expect(cache.getPage('k', 1)).toBe('{}');
-      cache.apply('r:*');
-      expect(cache.getPage('k', 1)).toBeUndefined();
-      cache.setPage('k', '{}', 0, cache.snapshot());
+      cache.apply('t:7:{"login_count":3}');
+      expect(cache.get('k', 1)).toBe('{}');
+      cache.apply('r:Citizen');
+      expect(cache.get('k', 1)).toBeUndefined();
+      cache.set('k', '{}', 0, cache.snapshot());
       cache.apply('u:7');
-      expect(cache.getPage('k', 1)).toBeUndefined();
+      expect(cache.get('k', 1)).toBeUndefined();
+      cache.set('k', '{}', 0, cache.snapshot());
+      cache.apply('p');
+      expect(cache.get('k', 1)).toBeUndefined();
       const v = cache.snapshot();
       cache.apply('u:8');
-      cache.setPage('k', '{}', 0, v); // loaded before the change: not kept
-      expect(cache.getPage('k', 1)).toBeUndefined();
+      cache.set('k', '{}', 0, v); // loaded before the change: not kept
+      expect(cache.get('k', 1)).toBeUndefined();
     });
   });
 

@@ -110,3 +110,4 @@ export * from './lockout.js';
 export * from './two-factor.js';
 export * from './idempotency.js';
 export * from './passwordless.js';
+export * from './cache.js';

@@ -47,14 +47,14 @@ export default async function userRoutes(root: FastifyInstance) {
       page: q.page ?? 1, perPage: q.per_page ?? DEFAULT_PER_PAGE, q: q.q, role: q.role, active: q.active, countyId: q.county_id, sort: q.sort,
     };
     // Pages are cached per instance and dropped by any user or role change on any instance
-    // (security/auth-cache.ts): the same guarantee as the authentication state.
+    // (security/page-cache.ts): the same protocol as the authentication state.
     const key = JSON.stringify([scope, query]);
     const nowMs = ctx.clock.now().getTime();
-    let body = app.authCache.getPage(key, nowMs);
+    let body = app.pageCache.get(key, nowMs);
     if (body === undefined) {
-      const version = app.authCache.snapshot();
+      const loadedAt = app.pageCache.snapshot();
       body = await listUsersJson(ctx, scope, query);
-      app.authCache.setPage(key, body, nowMs, version);
+      app.pageCache.set(key, body, nowMs, loadedAt);
     }
     // PostgreSQL wrote the JSON (security/users.listUsersJson) in the shape of UserListResponse: Fastify
     // sends a string with a JSON content type as it is (the cast tells the type provider so).
