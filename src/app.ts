@@ -19,6 +19,7 @@ import authRoutes from './routes/auth/index.js';
 import accountRoutes from './routes/auth/account.js';
 import tokenRoutes from './routes/auth/personal-tokens.js';
 import twoFactorRoutes from './routes/auth/two-factor.js';
+import oidcRoutes from './routes/auth/oidc.js';
 import mainRoutes from './routes/main/index.js';
 import userRoutes from './routes/users/index.js';
 import roleRoutes from './routes/roles/index.js';
@@ -35,6 +36,8 @@ export interface AppDeps {
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** Path segments that carry secrets (one-time links); masked in logs. */
 const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup)\/[^/?#]+/g;
+/** Query parameters that carry secrets (the OIDC callback's code and state); masked in logs. */
+const SECRET_QUERY_RE = /([?&](?:code|state|login_code)=)[^&#]*/g;
 
 export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyInstance> {
   registerFormats();
@@ -50,7 +53,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       },
       serializers: {
         req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
-          method: req.method, url: req.url.replace(SECRET_PATH_RE, '/$1/[redacted]'), ip: req.ip,
+          method: req.method, url: req.url.replace(SECRET_PATH_RE, '/$1/[redacted]').replace(SECRET_QUERY_RE, '$1[redacted]'), ip: req.ip,
         }),
       },
     },
@@ -110,5 +113,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(orgRoutes);
   await app.register(auditRoutes);
   await app.register(twoFactorRoutes);
+  await app.register(oidcRoutes);
   return app;
 }

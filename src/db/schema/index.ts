@@ -108,3 +108,4 @@ export * from './tokens.js';
 export * from './audit.js';
 export * from './lockout.js';
 export * from './two-factor.js';
+export * from './oauth.js';
