@@ -83,7 +83,9 @@ export function callbackUrl(ctx: SecurityContext, provider: OAuthProvider): stri
 }
 
 function discoverFresh(ctx: SecurityContext, provider: OAuthProvider, fetchImpl?: oidc.CustomFetch): Promise<Discovered> {
-  const execute = ctx.config.SECURITY_OAUTH_ALLOW_HTTP_ISSUERS ? [oidc.allowInsecureRequests] : [];
+  // enableNonRepudiationChecks: verify the ID token's signature against the JWKS even though it came
+  // straight from the token endpoint (OIDC Core 3.1.3.7 lets a client rely on TLS alone; we do not)
+  const execute = [oidc.enableNonRepudiationChecks, ...(ctx.config.SECURITY_OAUTH_ALLOW_HTTP_ISSUERS ? [oidc.allowInsecureRequests] : [])];
   const auth = provider.clientSecret ? oidc.ClientSecretBasic(provider.clientSecret) : oidc.None();
   return oidc.discovery(new URL(provider.issuer), provider.clientId, undefined, auth, {
     execute, timeout: 10, ...(fetchImpl ? { [oidc.customFetch]: fetchImpl } : {}),
@@ -117,7 +119,10 @@ export function nextAllowed(allowed: readonly string[], next: string): boolean {
   if (u.username || u.password) return false;
   for (const entry of allowed) {
     const a = new URL(entry);
-    if (a.protocol !== u.protocol || a.host !== u.host) continue;
+    if (a.protocol !== u.protocol) continue;
+    // a bare custom scheme ("countyapp:") admits every URL of that scheme (the app owns it)
+    if (!['http:', 'https:'].includes(a.protocol) && a.host === '' && a.pathname === '') return true;
+    if (a.host !== u.host) continue;
     const base = a.pathname;
     if (base === '' || base === '/') return true;
     const prefix = base.endsWith('/') ? base : `${base}/`;
@@ -212,13 +217,21 @@ async function redeem(ctx: SecurityContext, provider: OAuthProvider, currentUrl:
   // a copy of the cached Configuration that records the token response (the cache stays untouched)
   const recording = new oidc.Configuration(config.serverMetadata(), config.clientMetadata().client_id,
     config.clientMetadata(), provider.clientSecret ? oidc.ClientSecretBasic(provider.clientSecret) : oidc.None());
+  oidc.enableNonRepudiationChecks(recording);
   if (ctx.config.SECURITY_OAUTH_ALLOW_HTTP_ISSUERS) oidc.allowInsecureRequests(recording);
   const cache = oidc.getJwksCache(config);
   if (cache) oidc.setJwksCache(recording, cache);
   recording[oidc.customFetch] = capturing;
+  // the JWKS the last sign-in fetched (shared through the cached Configuration; a per-request copy
+  // alone would download the JWKS on every sign-in)
+  const keepJwks = (from: oidc.Configuration) => {
+    const fetched = oidc.getJwksCache(from);
+    if (fetched) oidc.setJwksCache(config, fetched);
+  };
   let tokens;
   try {
     tokens = await oidc.authorizationCodeGrant(recording, currentUrl, grantChecks);
+    keepJwks(recording);
   } catch (err) {
     const saved = tokenResponse as { url: string; status: number; headers: Headers; body: string } | null;
     if (errorCode(err) !== 'OAUTH_KEY_SELECTION_FAILED' || !saved) throw err;
@@ -229,7 +242,7 @@ async function redeem(ctx: SecurityContext, provider: OAuthProvider, currentUrl:
       return fetch(url, options as RequestInit);
     });
     tokens = await oidc.authorizationCodeGrant(fresh, currentUrl, grantChecks);
-    discoveries.get(ctx.config)?.set(provider.name, Promise.resolve(fresh));
+    keepJwks(fresh);
   }
   const claims = tokens.claims();
   if (!claims) throw new AppError(400, 'VALIDATION_FAILED', 'no ID token');
