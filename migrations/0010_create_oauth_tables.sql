@@ -25,6 +25,7 @@ CREATE TABLE "oauth_states" (
 	"nonce" text NOT NULL,
 	"code_verifier" text NOT NULL,
 	"next" text NOT NULL,
+	"binding_hash" text NOT NULL,
 	"user_id" integer,
 	"fs_uniquifier" text,
 	"created_at" timestamp with time zone NOT NULL,

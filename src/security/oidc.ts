@@ -8,6 +8,9 @@
 //   start    startOidc: a random `state` goes to the browser; its SHA-256 names an oauth_states row
 //            holding the nonce, the PKCE code_verifier, `next` (already checked against
 //            SECURITY_OAUTH_ALLOWED_REDIRECTS) and the mode (login, or link for a signed-in user).
+//            A second random value goes into an HttpOnly cookie scoped to the callback path (the
+//            browser binding, its hash in the row): a callback URL opened in another browser — an
+//            attacker's own code and state pushed to a victim (login CSRF) — is refused.
 //   return   finishOidc: the row is consumed atomically (UPDATE … WHERE used_at IS NULL RETURNING),
 //            so a state works once; openid-client redeems the code with the verifier and validates
 //            the ID token; the account is resolved (resolveAccount); a one-time login_code (60 s,
@@ -33,7 +36,7 @@ import { createUser, findUser, type UserRecord } from './datastore.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
 import { ROLE_CITIZEN } from './role-names.js';
-import { randomToken, sha256 } from './tokens.js';
+import { randomToken, safeEqual, sha256 } from './tokens.js';
 
 /** The login_code's lifetime (contract: 60 s). */
 export const LOGIN_CODE_SECONDS = 60;
@@ -48,6 +51,7 @@ const USABLE_PASSWORD_PREFIX = '$cs1$';
  */
 export const OIDC_ERRORS = {
   access_denied: 'The user cancelled or the provider refused the sign-in',
+  browser_mismatch: 'The sign-in was started in another browser (the binding cookie is missing or wrong)',
   provider_error: 'The provider answered with an error',
   provider_unavailable: 'The provider could not be reached (discovery or token endpoint)',
   state_expired: 'The sign-in took longer than SECURITY_OAUTH_STATE_WITHIN; start again',
@@ -149,8 +153,14 @@ export interface StartInput {
   user?: UserRecord;
 }
 
-/** The provider's authorization URL (302 target), or a redirect to next with an error when the provider is down. */
-export async function startOidc(ctx: SecurityContext, input: StartInput): Promise<{ location: string }> {
+export interface BindingCookie { name: string; value: string; path: string; maxAge: number }
+export interface StartOutcome { location: string; binding?: BindingCookie }
+
+/** The browser-binding cookie's name for a state (one per flow, so two tabs do not collide). */
+export const bindingCookieName = (stateHash: string) => `oidc_${stateHash.replace(/[^A-Za-z0-9]/g, '').slice(0, 16)}`;
+
+/** The provider's authorization URL (302 target) and the binding cookie, or a redirect to next with an error when the provider is down. */
+export async function startOidc(ctx: SecurityContext, input: StartInput): Promise<StartOutcome> {
   const provider = findProvider(ctx, input.provider);
   if (!nextAllowed(ctx.config.SECURITY_OAUTH_ALLOWED_REDIRECTS, input.next)) {
     throw validationError({ next: ['Not an allowed redirect (SECURITY_OAUTH_ALLOWED_REDIRECTS)'] }, 'next is not an allowed redirect');
@@ -164,9 +174,11 @@ export async function startOidc(ctx: SecurityContext, input: StartInput): Promis
   const state = oidc.randomState();
   const nonce = oidc.randomNonce();
   const codeVerifier = oidc.randomPKCECodeVerifier();
+  const binding = randomToken(24);
+  const stateHash = sha256(state);
   const now = ctx.clock.now();
   await ctx.db.insert(oauthStates).values({
-    stateHash: sha256(state), provider: provider.name, mode: input.mode, nonce, codeVerifier, next: input.next,
+    stateHash, provider: provider.name, mode: input.mode, nonce, codeVerifier, next: input.next, bindingHash: sha256(binding),
     userId: input.user?.id ?? null, fsUniquifier: input.user?.fsUniquifier ?? null,
     createdAt: now, expiresAt: new Date(now.getTime() + ctx.config.SECURITY_OAUTH_STATE_WITHIN * 1000),
   });
@@ -179,7 +191,13 @@ export async function startOidc(ctx: SecurityContext, input: StartInput): Promis
     state,
     nonce,
   });
-  return { location: url.toString() };
+  return {
+    location: url.toString(),
+    binding: {
+      name: bindingCookieName(stateHash), value: binding, maxAge: ctx.config.SECURITY_OAUTH_STATE_WITHIN,
+      path: `${ctx.config.SECURITY_URL_PREFIX}/login/oauthresponse/${provider.name}`,
+    },
+  };
 }
 
 // ---- return ----
@@ -190,6 +208,8 @@ export interface FinishInput {
   provider: string;
   /** the callback's query string as received (code, state, iss, error, …) */
   query: Record<string, string | undefined>;
+  /** the request's cookies (the binding cookie is read by name) */
+  cookies: Record<string, string | undefined>;
   source?: AuditSource;
 }
 
@@ -312,7 +332,7 @@ async function insertIdentity(ctx: SecurityContext, userId: number, provider: OA
   return 'already_linked';
 }
 
-export type FinishOutcome = { location: string };
+export interface FinishOutcome { location: string; clearCookie?: { name: string; path: string } }
 
 /**
  * The provider's redirect back. Unknown provider → 404; a missing, unknown or used state → 400 (no
@@ -328,11 +348,14 @@ export async function finishOidc(ctx: SecurityContext, input: FinishInput): Prom
     .where(and(eq(oauthStates.stateHash, sha256(state)), isNull(oauthStates.usedAt)))
     .returning();
   if (!row || row.provider !== provider.name) throw stateInvalid();
+  const clearCookie = { name: bindingCookieName(row.stateHash), path: `${ctx.config.SECURITY_URL_PREFIX}/login/oauthresponse/${provider.name}` };
   const fail = async (error: OidcError, reason: string): Promise<FinishOutcome> => {
     await audit(ctx, { ...source, actorId: row.userId, action: row.mode === 'link' ? 'identity.link_failed' : 'login.failed', targetUserId: row.userId,
       details: { method: 'oidc', provider: provider.name, reason: reason.slice(0, 80) } });
-    return { location: withParams(row.next, { error }) };
+    return { location: withParams(row.next, { error }), clearCookie };
   };
+  const binding = input.cookies[clearCookie.name];
+  if (!binding || !safeEqual(sha256(binding), row.bindingHash)) return fail('browser_mismatch', 'browser_mismatch');
   if (row.expiresAt.getTime() <= now.getTime()) return fail('state_expired', 'state_expired');
   if (input.query.error !== undefined) {
     return fail(input.query.error === 'access_denied' ? 'access_denied' : 'provider_error', `provider:${String(input.query.error).replace(/[^a-z_]/g, '')}`);
@@ -355,7 +378,7 @@ export async function finishOidc(ctx: SecurityContext, input: FinishInput): Prom
     const linked = await insertIdentity(ctx, user.id, provider, claims);
     if (linked !== true) return fail(linked, linked);
     await audit(ctx, { ...source, actorId: user.id, action: 'identity.linked', targetUserId: user.id, details: { provider: provider.name, how: 'account_page' } });
-    return { location: withParams(row.next, { linked: provider.name }) };
+    return { location: withParams(row.next, { linked: provider.name }), clearCookie };
   }
 
   const resolved = await resolveAccount(ctx, provider, claims, source);
@@ -365,7 +388,7 @@ export async function finishOidc(ctx: SecurityContext, input: FinishInput): Prom
     codeHash: sha256(code), userId: resolved.user.id, provider: provider.name, fsUniquifier: resolved.user.fsUniquifier,
     createdAt: now, expiresAt: new Date(now.getTime() + LOGIN_CODE_SECONDS * 1000),
   });
-  return { location: withParams(row.next, { login_code: code }) };
+  return { location: withParams(row.next, { login_code: code }), clearCookie };
 }
 
 // ---- exchange ----

@@ -41,7 +41,18 @@ export interface TestIdp {
   close(): Promise<void>;
 }
 
+/** Cookies per host, as a browser keeps them (Path and expiry aside). */
+export type CookieJar = Map<string, Map<string, string>>;
+
+/** The Cookie header a browser with `jar` would send to `url` (undefined: none). */
+export function cookieHeader(jar: CookieJar, url: string): string | undefined {
+  const cookies = jar.get(new URL(url).host);
+  return cookies?.size ? [...cookies].map(([k, v]) => `${k}=${v}`).join('; ') : undefined;
+}
+
 export interface SignInOptions {
+  /** the browser's cookies (default: a fresh browser); kept up to date */
+  jar?: CookieJar;
   /** the account id (the ID token's sub) to type into the login form */
   login: string;
   /** stop when the browser is sent to a URL starting with this (the app's next) */
@@ -137,7 +148,7 @@ export async function startIdp(input: { clients: IdpClient[]; accounts: Record<s
 
   // A browser: cookies per host, 30x followed by hand, forms posted.
   async function walk(startUrl: string, opts: SignInOptions): Promise<string> {
-    const jar = new Map<string, Map<string, string>>();
+    const jar: CookieJar = opts.jar ?? new Map();
     let url = startUrl;
     let method = 'GET';
     let body: string | undefined;

@@ -1,8 +1,9 @@
 // OpenID Connect sign-in (src/security/oidc.ts). Three short tables:
 // - oauth_states: one row per started redirect. The browser carries only the random `state`; the row
 //   (found by its hash) holds what must never travel: the nonce, the PKCE code_verifier, `next`, the
-//   mode (login, or link for the signed-in user named by user_id + fs_uniquifier). Single use
-//   (used_at), short-lived (expires_at).
+//   mode (login, or link for the signed-in user named by user_id + fs_uniquifier), and the hash of
+//   the browser-binding cookie set at the start (a callback opened in another browser — login CSRF —
+//   is refused). Single use (used_at), short-lived (expires_at).
 // - oauth_identities: an external account (provider, subject) linked to a local user.
 // - oauth_login_codes: the one-time login_code the browser brings back to `next`, stored hashed,
 //   single use, 60 s; exchanged by POST /login/oauth/exchange for the login answer.
@@ -19,6 +20,7 @@ export const oauthStates = pgTable('oauth_states', {
   nonce: text('nonce').notNull(),
   codeVerifier: text('code_verifier').notNull(),
   next: text('next').notNull(),
+  bindingHash: text('binding_hash').notNull(),
   // link mode: the account to link to, bound to its fs_uniquifier (logout-all kills the link)
   userId: integer('user_id').references(() => users.id, { onDelete: 'cascade' }),
   fsUniquifier: text('fs_uniquifier'),

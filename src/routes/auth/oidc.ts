@@ -11,7 +11,9 @@ import { LoginOrTwoFactorResponse } from '../../schemas/two-factor.js';
 import {
   IdentitiesResponse, LoginCodeBody, OAuthResponseQuery, OAuthStartQuery, ProviderParam, ProvidersResponse, Redirect,
 } from '../../schemas/oidc.js';
-import { exchangeLoginCode, finishOidc, listIdentities, OIDC_ERRORS, startOidc, unlinkIdentity } from '../../security/oidc.js';
+import {
+  exchangeLoginCode, finishOidc, listIdentities, OIDC_ERRORS, startOidc, unlinkIdentity, type FinishOutcome, type StartOutcome,
+} from '../../security/oidc.js';
 import { auditSource } from '../request-source.js';
 import { sessionResponder } from './session-response.js';
 
@@ -30,6 +32,16 @@ export default async function oidcRoutes(root: FastifyInstance) {
   const prefix = config.SECURITY_URL_PREFIX;
   const { clientInfo, loginAnswer } = sessionResponder(app);
   const providers = () => config.SECURITY_OAUTH_PROVIDERS.map((p) => ({ name: p.name, display_name: p.displayName }));
+  // The browser binding: HttpOnly, Lax (the provider's redirect back is a top-level GET), only on the callback path.
+  const cookieBase = { httpOnly: true, secure: config.SESSION_COOKIE_SECURE, sameSite: 'lax' as const };
+  const started = (reply: FastifyReply, r: StartOutcome) => {
+    if (r.binding) reply.setCookie(r.binding.name, r.binding.value, { ...cookieBase, path: r.binding.path, maxAge: r.binding.maxAge });
+    return redirect(reply, r.location);
+  };
+  const finished = (reply: FastifyReply, r: FinishOutcome) => {
+    if (r.clearCookie) reply.clearCookie(r.clearCookie.name, { ...cookieBase, path: r.clearCookie.path });
+    return redirect(reply, r.location);
+  };
 
   app.register(async (pub) => {
     const p = pub.withTypeProvider<TypeBoxTypeProvider>();
@@ -45,7 +57,8 @@ export default async function oidcRoutes(root: FastifyInstance) {
       config: { rateLimitClass: 'auth' },
       schema: {
         tags: TAG, security: [], operationId: 'oauthStart', summary: 'Start signing in with a provider (302 to the provider)',
-        description: 'Redirects to the provider\'s authorization endpoint with state, nonce and PKCE (S256). The state record lives ' +
+        description: 'Redirects to the provider\'s authorization endpoint with state, nonce and PKCE (S256), and sets an HttpOnly ' +
+          'binding cookie on the callback path (the flow must finish in the browser that started it). The state record lives ' +
           'SECURITY_OAUTH_STATE_WITHIN. When the provider cannot be discovered the browser goes straight back to next with ' +
           '`error=provider_unavailable`.',
         params: ProviderParam, querystring: OAuthStartQuery,
@@ -53,7 +66,7 @@ export default async function oidcRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       const r = await startOidc(ctx, { provider: request.params.provider, next: request.query.next, mode: 'login' });
-      return redirect(reply, r.location);
+      return started(reply, r);
     });
 
     p.get(`${prefix}/login/oauthresponse/:provider`, {
@@ -73,9 +86,10 @@ export default async function oidcRoutes(root: FastifyInstance) {
       const r = await finishOidc(ctx, {
         provider: request.params.provider,
         query: { code: q.code, state: q.state, iss: q.iss, error: q.error, error_description: q.error_description },
+        cookies: request.cookies,
         source: auditSource(request),
       });
-      return redirect(reply, r.location);
+      return finished(reply, r);
     });
 
     p.post(`${prefix}/login/oauth/exchange`, {
@@ -122,7 +136,7 @@ export default async function oidcRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       const r = await startOidc(ctx, { provider: request.params.provider, next: request.query.next, mode: 'link', user: auth(request).user });
-      return redirect(reply, r.location);
+      return started(reply, r);
     });
 
     s.delete('/auth/identities/:provider', {

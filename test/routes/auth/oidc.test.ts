@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
 import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
-import { freePort, startIdp, type TestIdp } from '../../support/idp.js';
+import { cookieHeader, freePort, startIdp, type CookieJar, type TestIdp } from '../../support/idp.js';
 import { oauthIdentities, oauthStates, users } from '../../../src/db/schema/index.js';
 import { deactivateUser, findUser } from '../../../src/security/datastore.js';
 
@@ -60,18 +60,36 @@ afterAll(async () => {
 
 const startUrl = (provider = 'test', next = NEXT) => `${api}/login/oauthstart/${provider}?next=${encodeURIComponent(next)}`;
 
-/** The browser up to the provider's redirect back to the app (not yet delivered). */
-const toCallback = (login: string, provider = 'test') =>
-  idp.signIn(startUrl(provider), { login, stopAt: `${api}/login/oauthresponse/` });
+/** One browser's cookies across the toCallback → deliver steps (the binding cookie lives here). */
+let browser: CookieJar = new Map();
 
-async function deliver(callback: string): Promise<{ status: number; location: string | null; headers: Headers; body: string }> {
-  const res = await fetch(callback, { redirect: 'manual' });
+/** A fresh browser up to the provider's redirect back to the app (not yet delivered). */
+const toCallback = (login: string, provider = 'test') => {
+  browser = new Map();
+  return idp.signIn(startUrl(provider), { login, stopAt: `${api}/login/oauthresponse/`, jar: browser });
+};
+
+/** The provider's redirect back, opened in `jar` (default: the browser that started the flow). */
+async function deliver(callback: string, jar: CookieJar = browser): Promise<{ status: number; location: string | null; headers: Headers; body: string }> {
+  const cookie = cookieHeader(jar, callback);
+  const res = await fetch(callback, { redirect: 'manual', headers: cookie ? { cookie } : {} });
   return { status: res.status, location: res.headers.get('location'), headers: res.headers, body: await res.text() };
 }
 
 /** The whole browser flow: start → provider login → callback → next. Returns next's URL. */
 async function signIn(login: string, provider = 'test', next = NEXT): Promise<URL> {
   return new URL(await idp.signIn(startUrl(provider, next), { login, stopAt: next.startsWith('countyapp:') ? 'countyapp:' : SPA }));
+}
+
+/** A browser holding the cookies a response set (a start made with fetch, e.g. with a bearer header). */
+function jarAfter(res: Response, url: string): CookieJar {
+  const cookies = new Map<string, string>();
+  for (const line of res.headers.getSetCookie()) {
+    const [pair] = line.split(';');
+    const i = pair!.indexOf('=');
+    cookies.set(pair!.slice(0, i), pair!.slice(i + 1));
+  }
+  return new Map([[new URL(url).host, cookies]]);
 }
 
 async function exchange(loginCode: string) {
@@ -185,6 +203,24 @@ describe('state, PKCE and nonce', () => {
     expect(JSON.parse(r.body).code).toBe('LINK_INVALID');
     // the real state still works once
     expect(new URL((await deliver(cb.toString())).location!).searchParams.has('login_code')).toBe(true);
+  });
+
+  it('a callback opened in another browser (login CSRF) is refused: error=browser_mismatch, and the state is spent', async () => {
+    const cb = await toCallback('carol-sub');
+    const elsewhere = await deliver(cb, new Map());
+    expect(elsewhere.status).toBe(302);
+    const url = new URL(elsewhere.location!);
+    expect(url.searchParams.get('error')).toBe('browser_mismatch');
+    expect(url.searchParams.has('login_code')).toBe(false);
+    expect((await deliver(cb)).status).toBe(400);
+  });
+
+  it('the binding cookie is HttpOnly, Lax and scoped to the callback path', async () => {
+    const res = await fetch(startUrl(), { redirect: 'manual' });
+    const set = res.headers.getSetCookie().find((c) => c.startsWith('oidc_'))!;
+    expect(set).toMatch(/HttpOnly/i);
+    expect(set).toMatch(/SameSite=Lax/i);
+    expect(set).toMatch(/Path=\/login\/oauthresponse\/test/);
   });
 
   it('a replayed state works once, also when the replays race', async () => {
@@ -400,7 +436,7 @@ describe('identities on the account page', () => {
     // link a second provider explicitly: the IdP account is the same person at "trusted"
     const start = await fetch(`${api}/auth/identities/link/trusted?next=${encodeURIComponent(NEXT)}`, { headers: authed(token), redirect: 'manual' });
     expect(start.status).toBe(302);
-    const back = new URL(await idp.signIn(start.headers.get('location')!, { login: 'lee-sub', stopAt: SPA }));
+    const back = new URL(await idp.signIn(start.headers.get('location')!, { login: 'lee-sub', stopAt: SPA, jar: jarAfter(start, api) }));
     expect(back.searchParams.get('linked')).toBe('trusted');
     const after = await t.app.inject({ method: 'GET', url: '/auth/identities', headers: authed(token) });
     expect(after.json().identities.map((i: { provider: string }) => i.provider).sort()).toEqual(['test', 'trusted']);
@@ -417,7 +453,7 @@ describe('identities on the account page', () => {
     const login = await t.app.inject({ method: 'POST', url: '/login', payload: { email: other.email, password: 'Quiet-Harbor-93-Lantern' } });
     const token = login.json().access_token;
     const start = await fetch(`${api}/auth/identities/link/test?next=${encodeURIComponent(NEXT)}`, { headers: authed(token), redirect: 'manual' });
-    const back = new URL(await idp.signIn(start.headers.get('location')!, { login: 'carol-sub', stopAt: SPA }));
+    const back = new URL(await idp.signIn(start.headers.get('location')!, { login: 'carol-sub', stopAt: SPA, jar: jarAfter(start, api) }));
     expect(back.searchParams.get('error')).toBe('identity_in_use');
     expect(await t.db.db.select().from(oauthIdentities).where(eq(oauthIdentities.userId, other.id))).toEqual([]);
   });
