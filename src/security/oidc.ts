@@ -310,10 +310,13 @@ export async function resolveAccount(ctx: SecurityContext, provider: OAuthProvid
     await audit(ctx, { ...source, actorId: user.id, action: 'user.registered', targetUserId: user.id, details: { provider: provider.name, method: 'oidc' } });
     return { user };
   } catch (err) {
-    // a concurrent first sign-in of the same person: the other one created the account or identity
-    if (err instanceof AppError && err.code === 'EMAIL_TAKEN') return { error: 'account_exists' };
-    if ((err as { code?: string }).code === '23505') return { error: 'identity_in_use' };
-    throw err;
+    const taken = (err instanceof AppError && err.code === 'EMAIL_TAKEN') || (err as { code?: string }).code === '23505';
+    if (!taken) throw err;
+    // a concurrent first sign-in of the same person created the account and identity: use it
+    const [winner] = await ctx.db.select({ userId: oauthIdentities.userId }).from(oauthIdentities)
+      .where(and(eq(oauthIdentities.provider, provider.name), eq(oauthIdentities.subject, claims.sub)));
+    const user = winner ? await findUser(ctx.db, { id: winner.userId }) : null;
+    return user ? { user } : { error: 'account_exists' };
   }
 }
 
