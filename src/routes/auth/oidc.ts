@@ -127,7 +127,7 @@ export default async function oidcRoutes(root: FastifyInstance) {
     s.get('/auth/identities/link/:provider', {
       preHandler: [interactiveOnly, freshSession],
       schema: {
-        tags: TAG, operationId: 'linkIdentity', summary: 'Link a provider identity to your account (302 to the provider)',
+        tags: TAG, operationId: 'linkIdentity', summary: 'Link a provider identity to your account (302 to the provider)', security: SECURED,
         description: 'Needs a fresh session. The same redirect flow as /login/oauthstart in link mode: the browser comes back to ' +
           'next with `linked=<provider>` or `error` (identity_in_use, already_linked, link_expired, …). No email matching: the ' +
           'identity the provider returns is linked to you. Called with the session cookie (a browser navigation).',
