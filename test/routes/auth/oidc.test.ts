@@ -3,6 +3,11 @@
 // the provider's login and consent forms, then the SPA's part (POST /login/oauth/exchange) runs.
 // Each attack of issue 19 is refused by a test of its own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { eq } from 'drizzle-orm';
 import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
 import { cookieHeader, freePort, startIdp, type CookieJar, type TestIdp } from '../../support/idp.js';
@@ -160,6 +165,15 @@ describe('the sign-in flow against the provider', () => {
     const url = await signIn('carol-sub', 'test', 'countyapp://signin/done');
     expect(url.protocol).toBe('countyapp:');
     expect((await exchange(url.searchParams.get('login_code')!)).status).toBe(200);
+  });
+
+  it('scripts/oidc-curl.sh signs in with curl alone (the documented recipe)', async () => {
+    const { stdout } = await promisify(execFile)('bash', ['scripts/oidc-curl.sh', 'test', 'carol-sub'], {
+      env: { ...process.env, BASE_URL: api, NEXT, CS_STATE: join(mkdtempSync(join(tmpdir(), 'cs-oidc-')), 'state') }, timeout: 30_000,
+    });
+    const answer = JSON.parse(stdout);
+    expect(answer.user.email).toBe('carol@example.com');
+    expect(answer.access_token).toEqual(expect.any(String));
   });
 
   it('an account without an address at the provider: error=email_required, nothing created', async () => {
