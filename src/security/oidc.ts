@@ -145,6 +145,15 @@ export function withParams(next: string, params: Record<string, string>): string
 
 // ---- start ----
 
+/** Dead rows go a little at a time with each start (bounded, indexed by expires_at): no sweeper process. */
+async function sweepExpired(ctx: SecurityContext): Promise<void> {
+  const cutoff = new Date(ctx.clock.now().getTime() - 3600 * 1000).toISOString();
+  await ctx.db.execute(sql`
+    with s as (delete from oauth_states where ctid in (select ctid from oauth_states where expires_at < ${cutoff}::timestamptz limit 100)),
+         c as (delete from oauth_login_codes where ctid in (select ctid from oauth_login_codes where expires_at < ${cutoff}::timestamptz limit 100))
+    select 1`);
+}
+
 export interface StartInput {
   provider: string;
   next: string;
@@ -165,6 +174,7 @@ export async function startOidc(ctx: SecurityContext, input: StartInput): Promis
   if (!nextAllowed(ctx.config.SECURITY_OAUTH_ALLOWED_REDIRECTS, input.next)) {
     throw validationError({ next: ['Not an allowed redirect (SECURITY_OAUTH_ALLOWED_REDIRECTS)'] }, 'next is not an allowed redirect');
   }
+  await sweepExpired(ctx);
   let config: Discovered;
   try {
     config = await discover(ctx, provider);

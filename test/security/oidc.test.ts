@@ -4,12 +4,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { eq } from 'drizzle-orm';
 import { ConfigError, testConfig } from '../../src/config.js';
-import { oauthIdentities } from '../../src/db/schema/index.js';
+import { oauthIdentities, oauthLoginCodes, oauthStates } from '../../src/db/schema/index.js';
 import { findUser } from '../../src/security/datastore.js';
 import { nextAllowed, resolveAccount, startOidc, withParams } from '../../src/security/oidc.js';
 import { securityContext } from '../../src/security/context.js';
 import { createTestDatabase, buildTestApp, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
 import { freePort } from '../support/idp.js';
+import { buildApp } from '../../src/app.js';
+import { connect } from '../../src/db/client.js';
 
 const ALLOWED = ['https://app.example.org/oauth/', 'https://spa.example.org', 'countyapp:'];
 const label = fc.stringMatching(/^[a-z][a-z0-9-]{0,10}$/);
@@ -115,6 +117,22 @@ describe('account resolution and provider outages', () => {
     expect(res.headers.location).toBe('https://spa.example.org/cb?error=provider_unavailable');
   });
 
+  it('a start sweeps rows more than an hour past their expiry (and keeps younger ones)', async () => {
+    const user = await makeUser(t.ctx);
+    const at = (minutesAgo: number) => new Date(t.clock.now().getTime() - minutesAgo * 60_000);
+    for (const [key, ago] of [['old', 120], ['young', 30]] as const) {
+      await t.db.db.insert(oauthStates).values({ stateHash: `sweep-${key}`, provider: 'down', mode: 'login', nonce: 'n', codeVerifier: 'v',
+        next: 'https://spa.example.org/', bindingHash: 'b', createdAt: at(ago + 10), expiresAt: at(ago) });
+      await t.db.db.insert(oauthLoginCodes).values({ codeHash: `sweep-${key}`, userId: user.id, provider: 'down', fsUniquifier: user.fsUniquifier,
+        createdAt: at(ago + 1), expiresAt: at(ago) });
+    }
+    await startOidc(t.ctx, { provider: 'down', next: 'https://spa.example.org/cb', mode: 'login' });
+    const states = await t.db.sql`select state_hash from oauth_states where state_hash like 'sweep-%'`;
+    const codes = await t.db.sql`select code_hash from oauth_login_codes where code_hash like 'sweep-%'`;
+    expect(states.map((r) => r.state_hash)).toEqual(['sweep-young']);
+    expect(codes.map((r) => r.code_hash)).toEqual(['sweep-young']);
+  });
+
   it('registration disabled: no account is created (error=registration_disabled)', async () => {
     const config = testConfig({ DATABASE_URL: db.url, SECURITY_REGISTERABLE: 'false',
       SECURITY_OAUTH_PROVIDERS: JSON.stringify([{ name: 'down', issuer: `http://127.0.0.1:${port}`, client_id: 'c' }]), SECURITY_OAUTH_ALLOW_HTTP_ISSUERS: 'true' });
@@ -142,5 +160,30 @@ describe('account resolution and provider outages', () => {
       resolveAccount(t.ctx, provider(), { sub: 'linker-sub', email: 'linker@example.com', emailVerified: true }, source)));
     expect(results.every((r) => 'user' in r && r.user.id === local.id)).toBe(true);
     expect(await t.db.db.select().from(oauthIdentities).where(eq(oauthIdentities.userId, local.id))).toHaveLength(1);
+  });
+});
+
+describe('logging', () => {
+  it('the callback\'s code and state and the start\'s next never reach the request log in clear', async () => {
+    const db = await createTestDatabase();
+    const handle = connect(db.url, { max: 2 });
+    const lines: string[] = [];
+    const app = await buildApp(testConfig({
+      DATABASE_URL: db.url, LOG_LEVEL: 'trace',
+      SECURITY_OAUTH_PROVIDERS: JSON.stringify([{ name: 'idp', issuer: 'https://idp.example.org', client_id: 'c' }]),
+    }), { db: handle, logger: { write: (l) => lines.push(l) } });
+    try {
+      await app.ready();
+      const res = await app.inject({ url: '/login/oauthresponse/idp?code=SECRET-CODE-123&state=SECRET-STATE-456&iss=x' });
+      expect(res.statusCode).toBe(400);
+      await app.inject({ method: 'POST', url: '/login/oauth/exchange', payload: { login_code: 'SECRET-LOGIN-CODE-789' } });
+      const all = lines.join('\n');
+      expect(all).toContain('/login/oauthresponse/idp?code=[redacted]&state=[redacted]');
+      for (const secret of ['SECRET-CODE-123', 'SECRET-STATE-456', 'SECRET-LOGIN-CODE-789']) expect(all).not.toContain(secret);
+    } finally {
+      await app.close();
+      await handle.close();
+      await db.drop();
+    }
   });
 });
