@@ -252,6 +252,8 @@ async function redeem(ctx: SecurityContext, provider: OAuthProvider, currentUrl:
   const cache = oidc.getJwksCache(config);
   if (cache) oidc.setJwksCache(recording, cache);
   recording[oidc.customFetch] = capturing;
+  // fail fast: a provider that hangs at the token endpoint ends as error=provider_unavailable
+  recording.timeout = 10;
   // the JWKS the last sign-in fetched (shared through the cached Configuration; a per-request copy
   // alone would download the JWKS on every sign-in)
   const keepJwks = (from: oidc.Configuration) => {
@@ -276,7 +278,7 @@ async function redeem(ctx: SecurityContext, provider: OAuthProvider, currentUrl:
   }
   const claims = tokens.claims();
   if (!claims) throw new AppError(400, 'VALIDATION_FAILED', 'no ID token');
-  const email = typeof claims.email === 'string' && claims.email.length <= 254 && claims.email.includes('@') ? claims.email : null;
+  const email = typeof claims.email === 'string' && claims.email.length <= 254 && /^[^\s@\p{Cc}]+@[^\s@\p{Cc}]+$/u.test(claims.email) ? claims.email : null;
   return { sub: claims.sub, email, emailVerified: claims.email_verified === true };
 }
 
@@ -381,7 +383,7 @@ export async function finishOidc(ctx: SecurityContext, input: FinishInput): Prom
   } catch (err) {
     const code = errorCode(err) ?? 'unknown';
     const unreachable = err instanceof TypeError || code === 'OAUTH_RESPONSE_IS_NOT_JSON' || /ECONNREFUSED|timeout|abort/i.test(String((err as Error)?.message));
-    const byProvider = code === 'OAUTH_RESPONSE_BODY_ERROR' || code === 'OAUTH_AUTHORIZATION_RESPONSE_ERROR';
+    const byProvider = code === 'OAUTH_RESPONSE_BODY_ERROR' || code === 'OAUTH_AUTHORIZATION_RESPONSE_ERROR' || !input.query.code;
     return fail(unreachable ? 'provider_unavailable' : byProvider ? 'provider_error' : 'id_token_invalid', code);
   }
 

@@ -8,6 +8,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { generate } from 'otplib';
 import { eq } from 'drizzle-orm';
 import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
 import { cookieHeader, freePort, startIdp, type CookieJar, type TestIdp } from '../../support/idp.js';
@@ -41,6 +42,7 @@ beforeAll(async () => {
       'kim-sub': { email: 'kim-at-idp@example.com', email_verified: true },
       'lee-sub': { email: 'lee@example.com', email_verified: true },
       'max-sub': { email: 'max@example.com', email_verified: true },
+      'nia-sub': { email: 'nia@example.com', email_verified: true },
       'noemail-sub': {},
     },
   });
@@ -401,6 +403,25 @@ describe('forced two-factor authentication', () => {
     expect(r.status).toBe(200);
     expect(r.body).toMatchObject({ tf_required: true, tf_setup_required: true });
     expect(r.body.access_token).toBeUndefined();
+  });
+
+  it('an account with 2FA on gets the code step after the provider, and POST /tf-validate completes it', async () => {
+    const local = await makeUser(t.ctx, { email: 'nia@example.com' });
+    const access = (await t.app.inject({ method: 'POST', url: '/login', payload: { email: local.email, password: 'Quiet-Harbor-93-Lantern' } })).json().access_token;
+    const setup = (await t.app.inject({ method: 'POST', url: '/tf-setup', payload: { method: 'authenticator' }, headers: { authorization: `Bearer ${access}` } })).json();
+    const epoch = () => Math.floor(t.clock.now().getTime() / 1000);
+    const done = await t.app.inject({ method: 'POST', url: `/tf-setup/${setup.tf_setup_token}`,
+      payload: { code: await generate({ secret: setup.secret, epoch: epoch() }) }, headers: { authorization: `Bearer ${access}` } });
+    expect(done.statusCode, done.body).toBe(200);
+    t.clock.advance(30);
+    const r = await exchange((await signIn('nia-sub')).searchParams.get('login_code')!);
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ tf_required: true, tf_method: expect.any(String) });
+    expect(r.body.access_token).toBeUndefined();
+    const tf = await t.app.inject({ method: 'POST', url: '/tf-validate',
+      payload: { tf_token: r.body.tf_token, code: await generate({ secret: setup.secret, epoch: epoch() }) } });
+    expect(tf.statusCode, tf.body).toBe(200);
+    expect(tf.json().user.email).toBe('nia@example.com');
   });
 
   it('a provider marked trusted_mfa completes the login', async () => {
