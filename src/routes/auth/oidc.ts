@@ -5,6 +5,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import type { RequestAuth } from '../../plugins/authentication.js';
+import { forbidden } from '../../errors.js';
 import { fresh, interactiveOnly } from '../../plugins/guards.js';
 import { bodyErrors, errors, SECURED } from '../../schemas/common.js';
 import { LoginOrTwoFactorResponse } from '../../schemas/two-factor.js';
@@ -130,11 +131,15 @@ export default async function oidcRoutes(root: FastifyInstance) {
         tags: TAG, operationId: 'linkIdentity', summary: 'Link a provider identity to your account (302 to the provider)', security: SECURED,
         description: 'Needs a fresh session. The same redirect flow as /login/oauthstart in link mode: the browser comes back to ' +
           'next with `linked=<provider>` or `error` (identity_in_use, already_linked, link_expired, …). No email matching: the ' +
-          'identity the provider returns is linked to you. Called with the session cookie (a browser navigation).',
+          'identity the provider returns is linked to you. Called with the session cookie (a browser navigation); a ' +
+          'navigation from another site (Sec-Fetch-Site: cross-site) is 403.',
         params: ProviderParam, querystring: OAuthStartQuery,
         response: { 302: Redirect, ...errors(400, 401, 403, 404) },
       },
     }, async (request, reply) => {
+      // A GET that starts a link with the session cookie: another site must not be able to start it
+      // by navigation (browsers label such requests Sec-Fetch-Site: cross-site)
+      if (request.headers['sec-fetch-site'] === 'cross-site') throw forbidden('Start linking from the account page');
       const r = await startOidc(ctx, { provider: request.params.provider, next: request.query.next, mode: 'link', user: auth(request).user });
       return started(reply, r);
     });

@@ -531,6 +531,17 @@ describe('identities on the account page', () => {
     expect((await t.app.inject({ method: 'GET', url: `/auth/identities/link/test?next=${encodeURIComponent(NEXT)}`, headers: h })).statusCode).toBe(403);
   });
 
+  it('another site cannot start a link by navigation (Sec-Fetch-Site: cross-site → 403)', async () => {
+    const local = await makeUser(t.ctx, { email: 'xsite@example.com' });
+    const login = await t.app.inject({ method: 'POST', url: '/login', payload: { email: local.email, password: 'Quiet-Harbor-93-Lantern' } });
+    const cookie = `session=${login.cookies.find((c) => c.name === 'session')!.value}`;
+    const url = `/auth/identities/link/test?next=${encodeURIComponent(NEXT)}`;
+    expect((await t.app.inject({ url, headers: { cookie, 'sec-fetch-site': 'cross-site' } })).statusCode).toBe(403);
+    const same = await t.app.inject({ url, headers: { cookie, 'sec-fetch-site': 'same-site' } });
+    expect(same.statusCode).toBe(302);
+    expect(same.headers.location).toMatch(new RegExp(`^${idp.issuer}/auth\\?`));
+  });
+
   it('identities routes need authentication (401)', async () => {
     expect((await t.app.inject({ method: 'GET', url: '/auth/identities' })).statusCode).toBe(401);
   });
