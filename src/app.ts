@@ -25,6 +25,7 @@ import tokenRoutes from './routes/auth/personal-tokens.js';
 import twoFactorRoutes from './routes/auth/two-factor.js';
 import passwordlessRoutes from './routes/auth/passwordless.js';
 import userPasskeyRoutes from './routes/users/passkeys.js';
+import oidcRoutes from './routes/auth/oidc.js';
 import mainRoutes from './routes/main/index.js';
 import userRoutes from './routes/users/index.js';
 import roleRoutes from './routes/roles/index.js';
@@ -42,6 +43,8 @@ export interface AppDeps {
 const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,64}$/;
 /** Path segments that carry secrets (one-time links); masked in logs. */
 const SECRET_PATH_RE = /\/(reset|confirm|change-email|tf-setup|us-signin\/link)\/[^/?#]+/g;
+/** Query parameters that carry secrets (the OIDC callback's code and state); masked in logs. */
+const SECRET_QUERY_RE = /([?&](?:code|state|login_code)=)[^&#]*/g;
 
 /**
  * Readable development logs: one line per request ("GET /users 200 3.1 ms", the request on the
@@ -77,7 +80,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
       serializers: {
         err: serializeError,
         req: (req: { method: string; url: string; ip?: string; id?: string }) => ({
-          method: req.method, url: req.url.replace(SECRET_PATH_RE, '/$1/[redacted]'), ip: req.ip,
+          method: req.method, url: req.url.replace(SECRET_PATH_RE, '/$1/[redacted]').replace(SECRET_QUERY_RE, '$1[redacted]'), ip: req.ip,
         }),
       },
     },
@@ -146,5 +149,6 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
   await app.register(twoFactorRoutes);
   await app.register(passwordlessRoutes);
   await app.register(userPasskeyRoutes);
+  await app.register(oidcRoutes);
   return app;
 }

@@ -129,6 +129,18 @@ export const EnvSchema = Type.Object({
   SECURITY_US_TOKEN_VALIDITY: Duration,
   SECURITY_US_SIGNIN_URL_TEMPLATE: Type.String(),
   SECURITY_US_SEND_LIMIT: Rate,
+  // ---- OpenID Connect sign-in (issue 19, src/security/oidc.ts) ----
+  /** JSON array of {name, issuer, client_id, client_secret?, scopes?, display_name?, trusted_mfa?} */
+  SECURITY_OAUTH_PROVIDERS: Type.String(),
+  /** where `next` may point: origins (https://app.example.org), URL prefixes, custom schemes (countyapp:) */
+  SECURITY_OAUTH_ALLOWED_REDIRECTS: List,
+  /** the public base URL of this API; the provider redirects to <base>/login/oauthresponse/<name> (default SECURITY_LINK_BASE_URL) */
+  SECURITY_OAUTH_CALLBACK_BASE_URL: Type.String(),
+  /** how long a started redirect may take at the provider */
+  SECURITY_OAUTH_STATE_WITHIN: Duration,
+  /** allow http:// issuers (a loopback test provider); refused in production */
+  SECURITY_OAUTH_ALLOW_HTTP_ISSUERS: Bool,
+  // ---- end OpenID Connect ----
 }, { additionalProperties: false });
 
 type Env = Static<typeof EnvSchema>;
@@ -266,6 +278,13 @@ const BASE_DEFAULTS: Omit<Env, 'NODE_ENV'> = {
   SECURITY_US_TOKEN_VALIDITY: '10m',
   SECURITY_US_SIGNIN_URL_TEMPLATE: '',
   SECURITY_US_SEND_LIMIT: '5/15m',
+  // ---- OpenID Connect sign-in (issue 19) ----
+  SECURITY_OAUTH_PROVIDERS: '[]',
+  SECURITY_OAUTH_ALLOWED_REDIRECTS: '',
+  SECURITY_OAUTH_CALLBACK_BASE_URL: '',
+  SECURITY_OAUTH_STATE_WITHIN: '10m',
+  SECURITY_OAUTH_ALLOW_HTTP_ISSUERS: false,
+  // ---- end OpenID Connect ----
 };
 
 const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
@@ -302,12 +321,12 @@ const DURATION_KEYS = [
   'SECURITY_LOCKOUT_DURATION', 'AUTH_CACHE_TTL', 'SECURITY_CHANGE_EMAIL_WITHIN', 'OUTBOX_POLL_INTERVAL',
   'OUTBOX_RETRY_BACKOFF', 'OUTBOX_LEASE', 'OUTBOX_RETENTION', 'SECURITY_LOCKOUT_MAX_DURATION',
   'SECURITY_TWO_FACTOR_TOKEN_WITHIN', 'IDEMPOTENCY_KEY_TTL', 'SECURITY_WAN_CHALLENGE_TIMEOUT', 'SECURITY_US_TOKEN_VALIDITY',
-  'USERS_PAGE_CACHE_TTL',
+  'USERS_PAGE_CACHE_TTL', 'SECURITY_OAUTH_STATE_WITHIN',
 ] as const;
 const RATE_KEYS = ['RATE_LIMIT_AUTH', 'RATE_LIMIT_REFRESH', 'RATE_LIMIT_TOTP', 'RATE_LIMIT_GLOBAL', 'SECURITY_US_SEND_LIMIT'] as const;
 const LIST_KEYS = [
   'SECRET_KEY_FALLBACKS', 'SECURITY_PASSWORD_SALT_FALLBACKS', 'SECURITY_TWO_FACTOR_REQUIRED_ROLES', 'CORS_ORIGINS',
-  'SECURITY_WAN_ALLOWED_ORIGINS',
+  'SECURITY_WAN_ALLOWED_ORIGINS', 'SECURITY_OAUTH_ALLOWED_REDIRECTS',
 ] as const;
 
 type DurationKey = (typeof DURATION_KEYS)[number];
@@ -316,14 +335,76 @@ type ListKey = (typeof LIST_KEYS)[number];
 
 export interface RateLimit { max: number; windowSeconds: number }
 
+// ---- OpenID Connect sign-in (issue 19) ----
+const ProviderName = Type.String({ pattern: '^[a-z0-9][a-z0-9_-]{0,31}$' });
+export const OAuthProviderSchema = Type.Object({
+  name: ProviderName,
+  issuer: Type.String({ pattern: '^https?://[^\\s]+$' }),
+  client_id: Type.String({ minLength: 1 }),
+  client_secret: Type.Optional(Type.String()),
+  scopes: Type.Optional(Type.Array(Type.String({ pattern: '^[!#-\\[\\]-~]+$' }))),
+  display_name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  /** the provider enforces MFA for its users: staff forced into 2FA skip the local second factor */
+  trusted_mfa: Type.Optional(Type.Boolean()),
+}, { additionalProperties: false });
+export interface OAuthProvider {
+  name: string; issuer: string; clientId: string; clientSecret: string | null; scopes: readonly string[];
+  displayName: string; trustedMfa: boolean;
+}
+
+function parseOAuthProviders(raw: string, allowHttp: boolean): OAuthProvider[] {
+  let list: unknown;
+  try {
+    list = JSON.parse(raw);
+  } catch {
+    throw new ConfigError('SECURITY_OAUTH_PROVIDERS: must be a JSON array of providers');
+  }
+  const Schema = Type.Array(OAuthProviderSchema);
+  if (!Value.Check(Schema, list)) {
+    const first = Value.Errors(Schema, list)[0]!;
+    throw new ConfigError(`SECURITY_OAUTH_PROVIDERS: ${first.instancePath || '(list)'} ${first.message}`);
+  }
+  const seen = new Set<string>();
+  return list.map((p) => {
+    if (seen.has(p.name)) throw new ConfigError(`SECURITY_OAUTH_PROVIDERS: provider name "${p.name}" appears twice`);
+    seen.add(p.name);
+    if (p.issuer.startsWith('http:') && !allowHttp) {
+      throw new ConfigError(`SECURITY_OAUTH_PROVIDERS: issuer of "${p.name}" must be https (SECURITY_OAUTH_ALLOW_HTTP_ISSUERS is for loopback tests)`);
+    }
+    const scopes = p.scopes ?? ['openid', 'email', 'profile'];
+    if (!scopes.includes('openid')) throw new ConfigError(`SECURITY_OAUTH_PROVIDERS: scopes of "${p.name}" must include openid`);
+    return {
+      name: p.name, issuer: p.issuer, clientId: p.client_id, clientSecret: p.client_secret || null, scopes,
+      displayName: p.display_name ?? p.name, trustedMfa: p.trusted_mfa ?? false,
+    };
+  });
+}
+
+function parseAllowedRedirects(list: string[]): string[] {
+  for (const entry of list) {
+    let u: URL;
+    try {
+      u = new URL(entry);
+    } catch {
+      throw new ConfigError(`SECURITY_OAUTH_ALLOWED_REDIRECTS: "${entry}" is not an absolute URL, origin or scheme (countyapp:)`);
+    }
+    if (['javascript:', 'data:', 'file:', 'vbscript:', 'blob:'].includes(u.protocol)) {
+      throw new ConfigError(`SECURITY_OAUTH_ALLOWED_REDIRECTS: scheme ${u.protocol} is not allowed`);
+    }
+  }
+  return list;
+}
+// ---- end OpenID Connect ----
+
 /** The typed configuration: durations in seconds, rates parsed, lists split. */
 export type Config = Readonly<
-  Omit<Env, DurationKey | RateKey | ListKey | 'TRUST_PROXY'> &
+  Omit<Env, DurationKey | RateKey | ListKey | 'TRUST_PROXY' | 'SECURITY_OAUTH_PROVIDERS'> &
   Record<DurationKey, number> &
   Record<RateKey, RateLimit> &
   Record<ListKey, readonly string[]> & {
     /** false, true, a hop count, or proxy addresses / CIDR ranges (security/client-address.ts trustProxyOption) */
     TRUST_PROXY: boolean | number | readonly string[];
+    SECURITY_OAUTH_PROVIDERS: readonly OAuthProvider[];
     /** true when SECRET_KEY / SECURITY_PASSWORD_SALT are the built-in development values */
     usingDevSecrets: boolean;
   }
@@ -494,6 +575,12 @@ export function loadConfig(env: Record<string, string | undefined> = readEnviron
   for (const k of RATE_KEYS) out[k] = parseRate(e[k]);
   for (const k of LIST_KEYS) out[k] = parseList(e[k]);
   out.TRUST_PROXY = parseTrustProxy(e.TRUST_PROXY);
+  if (profile === 'production' && e.SECURITY_OAUTH_ALLOW_HTTP_ISSUERS) throw new ConfigError('SECURITY_OAUTH_ALLOW_HTTP_ISSUERS: not allowed in production');
+  out.SECURITY_OAUTH_PROVIDERS = parseOAuthProviders(e.SECURITY_OAUTH_PROVIDERS, e.SECURITY_OAUTH_ALLOW_HTTP_ISSUERS);
+  out.SECURITY_OAUTH_ALLOWED_REDIRECTS = parseAllowedRedirects(parseList(e.SECURITY_OAUTH_ALLOWED_REDIRECTS));
+  if (e.SECURITY_OAUTH_CALLBACK_BASE_URL && !/^https?:\/\/[^\s/?#]+/.test(e.SECURITY_OAUTH_CALLBACK_BASE_URL)) {
+    throw new ConfigError('SECURITY_OAUTH_CALLBACK_BASE_URL: must be an http(s) URL');
+  }
   out.usingDevSecrets = e.SECRET_KEY === DEV_SECRET_KEY || e.SECURITY_PASSWORD_SALT === DEV_PASSWORD_SALT;
   return Object.freeze(out) as unknown as Config;
 }

@@ -148,11 +148,64 @@ function renderPasskeys(credentials) {
 // ---- flows ----
 
 async function loadAccount() {
-  const [me, list, keys] = await Promise.all([call('GET', '/auth/current-user'), call('GET', '/auth/sessions'), call('GET', '/wan-register')]);
+  const [me, list, keys, ids] = await Promise.all([
+    call('GET', '/auth/current-user'), call('GET', '/auth/sessions'), call('GET', '/wan-register'),
+    call('GET', '/auth/identities').catch(() => null),
+  ]);
   renderUser(me.user);
   renderSessions(list.sessions);
   renderPasskeys(keys.credentials);
+  renderIdentities(ids ? ids.identities : []);
   show('signed-in');
+}
+
+// ---- OpenID Connect sign-in (docs/oidc.md) ----
+
+/** Where the provider sends the browser back: this page (with its ?api=, if any). Must be in SECURITY_OAUTH_ALLOWED_REDIRECTS. */
+function returnUrl() {
+  const api = new URLSearchParams(location.search).get('api');
+  return `${location.origin}${location.pathname}${api ? `?api=${encodeURIComponent(api)}` : ''}`;
+}
+
+function renderProviders(providers) {
+  byId('providers').replaceChildren(...providers.map((p) => {
+    const a = document.createElement('a');
+    a.href = `${state.api}/login/oauthstart/${encodeURIComponent(p.name)}?next=${encodeURIComponent(returnUrl())}`;
+    a.textContent = `Sign in with ${p.display_name}`;
+    a.className = 'provider';
+    return a;
+  }));
+}
+
+function renderIdentities(identities) {
+  byId('identities').replaceChildren(...identities.map((i) => {
+    const li = document.createElement('li');
+    li.textContent = `${i.display_name}${i.email ? ` (${i.email})` : ''}, linked ${when(i.created_at)}`;
+    return li;
+  }));
+}
+
+/** Back from the provider: take login_code (or error) out of the address bar first, then exchange it. */
+async function oauthReturn() {
+  const params = new URLSearchParams(location.search);
+  const code = params.get('login_code');
+  const error = params.get('error');
+  if (!code && !error) return false;
+  params.delete('login_code');
+  params.delete('error');
+  history.replaceState(null, '', `${location.pathname}${params.size ? `?${params}` : ''}`);
+  if (error) throw new Error(`Signing in with the provider did not work (${error}).`);
+  const answer = await call('POST', '/login/oauth/exchange', { login_code: code });
+  if (answer.tf_required) {
+    if (answer.tf_setup_required) throw new Error('Your role requires two-factor authentication: set it up with another client first.');
+    state.tfToken = answer.tf_token;
+    show('signed-out');
+    showStep('code');
+    setStatus('Two-factor authentication: enter a code.');
+    return true;
+  }
+  await signedIn(answer);
+  return true;
 }
 
 /** A 401 means the session is gone (expired, logged out elsewhere): back to the form. */
@@ -415,6 +468,7 @@ async function start() {
   checkSameSite(state.api);
   // An emailed sign-in link pointing here (SECURITY_US_SIGNIN_URL_TEMPLATE=<this page>?signin_token={token}):
   // the token leaves the address bar at once, and only this explicit POST uses it (a scanner's GET does not).
+  call('GET', '/login/oauth/providers').then((r) => renderProviders(r.providers), () => renderProviders([]));
   const params = new URLSearchParams(location.search);
   const signinToken = params.get('signin_token');
   if (signinToken) {
@@ -428,6 +482,13 @@ async function start() {
       showError(err);
       return;
     }
+  }
+  try {
+    if (await oauthReturn()) return;
+  } catch (err) {
+    show('signed-out');
+    showError(err);
+    return;
   }
   try {
     // After a reload the cookie may still name a live session: its CSRF token brings the page back.

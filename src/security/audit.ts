@@ -29,6 +29,9 @@ export const AUDIT_ACTIONS = [
   'user.created.denied', 'user.updated.denied', 'user.activated.denied', 'user.deactivated.denied', 'user.unlocked.denied',
   'user.access_reset.denied', 'user.roles_changed.denied', 'user.password_set.denied',
   'role.created.denied', 'role.updated.denied', 'role.deleted.denied',
+  'session.verify_failed', 'us.code_requested',
+  'wan.registered', 'wan.register_failed', 'wan.renamed', 'wan.deleted', 'wan.assertion_refused',
+  'identity.linked', 'identity.unlinked', 'identity.link_failed',
 ] as const;
 export type AuditAction = (typeof AUDIT_ACTIONS)[number] | (string & {});
 

@@ -111,3 +111,4 @@ export * from './two-factor.js';
 export * from './idempotency.js';
 export * from './passwordless.js';
 export * from './cache.js';
+export * from './oauth.js';
