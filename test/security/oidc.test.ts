@@ -76,7 +76,7 @@ describe('SECURITY_OAUTH_* configuration', () => {
 
   it('refuses http issuers in production even with the flag', () => {
     expect(() => testConfig({
-      NODE_ENV: 'production', SECRET_KEY: 'x'.repeat(40), SECURITY_PASSWORD_SALT: 'y'.repeat(20), SECURITY_OAUTH_ALLOW_HTTP_ISSUERS: 'true',
+      NODE_ENV: 'production', SECRET_KEY: 'x'.repeat(40), SECURITY_PASSWORD_SALT: 'y'.repeat(40), SECURITY_OAUTH_ALLOW_HTTP_ISSUERS: 'true',
     })).toThrow(/SECURITY_OAUTH_ALLOW_HTTP_ISSUERS/);
   });
 
