@@ -295,6 +295,12 @@ const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
   test: {
     LOG_LEVEL: 'silent',
     BCRYPT_LOG_ROUNDS: 4,
+    // A loaded CI machine (two cores, two test workers, browsers, child servers) makes a healthy
+    // database look slow: a probe that misses 600 ms while every pool connection waits on a row lock
+    // reads as a black hole and trips the breaker mid-test. Tests of the breaker itself
+    // (test/db/outage.test.ts) set the production values explicitly.
+    DB_CONNECT_TIMEOUT_MS: 10_000,
+    DB_HEALTH_TIMEOUT_MS: 5_000,
     SEED_ON_START: false,
     SECRET_KEY: TEST_SECRET_KEY,
     SECURITY_PASSWORD_SALT: TEST_PASSWORD_SALT,

@@ -12,6 +12,11 @@ import { TcpProxy } from '../support/tcp-proxy.js';
 import { securityContext } from '../../src/security/context.js';
 import { connect, DEFAULT_DB_TIMEOUTS, type DbHandle } from '../../src/db/client.js';
 
+/** The production defaults of the breaker (the test profile relaxes them for a loaded CI machine). */
+const PRODUCTION_BREAKER = {
+  DB_CONNECT_TIMEOUT_MS: '2000', DB_STATEMENT_TIMEOUT_MS: '5000', DB_HEALTH_TIMEOUT_MS: '600', DB_HEALTH_INTERVAL_MS: '250',
+};
+
 interface Sample { kind: string; start: number; ms: number; status: number; code?: string; retryAfter?: string | null; email?: string; key?: string }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -34,7 +39,8 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
     direct = connect(database.url, { max: 2 });
     const u = new URL(database.url);
     proxy = await new TcpProxy(u.hostname, Number(u.port)).start();
-    t = await buildTestApp({ ...database, url: proxy.url(database.url) });
+    // the production defaults of the breaker (the test profile relaxes them for a loaded CI machine)
+    t = await buildTestApp({ ...database, url: proxy.url(database.url) }, PRODUCTION_BREAKER);
     base = await listen(t.app);
     email = (await makeUser(t.ctx)).email;
     token = (await login(t.app, email)).access_token;
