@@ -1,22 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { sql } from 'drizzle-orm';
 import { runMigrations } from '../../src/db/migrate.js';
 import { SEEDED_ROLES } from '../../src/security/role-names.js';
 import { DEV_ADMIN_EMAIL, DEV_ADMIN_PASSWORD, seed } from '../../src/security/seed.js';
 import { findUser } from '../../src/security/datastore.js';
-import { buildTestApp, createTestDatabase, type TestApp, type TestDatabase } from '../support/helper.js';
+import { useTestApp } from '../support/helper.js';
 
 describe('migrations and seed', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   const counts = async () => {
     const rows = await t.db.sql`select (select count(*) from roles)::int as roles, (select count(*) from counties)::int as counties,

@@ -1,17 +1,8 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildTestApp, createTestDatabase, envelopeOf, type TestApp, type TestDatabase } from '../support/helper.js';
+import { describe, expect, it } from 'vitest';
+import { envelopeOf, useTestApp } from '../support/helper.js';
 
 describe('the error envelope for every error class', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   const post = (payload: string | object, contentType = 'application/json') =>
     t.app.inject({ method: 'POST', url: '/login', payload, headers: { 'content-type': contentType } });
@@ -113,16 +104,7 @@ describe('the error envelope for every error class', () => {
 });
 
 describe('OpenAPI document and docs UI', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   it('GET /openapi.json is an OpenAPI 3.1 document with the shared error envelope', async () => {
     const res = await t.app.inject('/openapi.json');

@@ -1,11 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NO_SOURCE } from '../../src/security/audit.js';
 import { lockoutStatus, reserveAttempt, settleFailure } from '../../src/security/lockout.js';
 import {
   deactivateAccount, GLOBAL_SCOPE, unlockAccount, listUsersJson, requireUserInScope, revokeRole, scopeOf, setAccountRoles, type Actor,
 } from '../../src/security/users.js';
 import { SYSTEM_PRINCIPAL, userPrincipal, type Principal } from '../../src/security/delegation.js';
-import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../support/helper.js';
+import { makeUser, useTestApp } from '../support/helper.js';
 
 // A user id acts as an interactive County Admin; null is the system (the CLI).
 const adminPrincipal = (id: number) => userPrincipal({ id, roles: ['County Admin'], permissions: [] }, 'session');
@@ -13,16 +13,7 @@ const actor = (id: number | null, scope = GLOBAL_SCOPE, principal: Principal = i
   ({ ...NO_SOURCE, actorId: id, scope, principal });
 
 describe('security/users', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   const activeAdmins = async () =>
     (await t.db.sql`select count(*)::int as n from roles_users ru join roles r on r.id = ru.role_id join users u on u.id = ru.user_id

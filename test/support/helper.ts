@@ -1,7 +1,7 @@
 // Builds the app against a fresh database cloned from the migrated template, with a cheap bcrypt
 // cost and an injectable clock. One database per test file.
 import type { AddressInfo } from 'node:net';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import postgres from 'postgres';
 import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
@@ -11,6 +11,7 @@ import { testConfig, type Config } from '../../src/config.js';
 import { connect, type DbHandle } from '../../src/db/client.js';
 import type { Clock, SecurityContext } from '../../src/security/context.js';
 import { createUser, type CreateUserInput, type UserRecord } from '../../src/security/datastore.js';
+import { lateBound } from './late-bound.js';
 
 export class TestClock implements Clock {
   private offsetMs = 0;
@@ -154,4 +155,22 @@ export function envelopeOf(res: LightMyRequestResponse): { statusCode: number; e
 export async function listen(app: FastifyInstance): Promise<string> {
   await app.listen({ port: 0, host: '127.0.0.1' });
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+}
+
+/**
+ * The set-up of most describe blocks: their own database and an app on it (overrides as for
+ * buildTestApp), built in beforeAll and closed in afterAll. The returned `t` stands for the app.
+ */
+export function useTestApp(overrides: Record<string, string> = {}): TestApp {
+  const database = lateBound<TestDatabase>('the database');
+  const app = lateBound<TestApp>('the app');
+  beforeAll(async () => {
+    database.set(await createTestDatabase());
+    app.set(await buildTestApp(database.proxy, overrides));
+  });
+  afterAll(async () => {
+    await app.value?.close();
+    await database.value?.drop();
+  });
+  return app.proxy;
 }

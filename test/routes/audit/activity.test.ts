@@ -1,23 +1,14 @@
 // GET /auth/activity shows what others did to your account with an actor label, never their id, IP or
 // User-Agent (issue 12: a citizen saw the admin's actor id, IP and browser).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { NO_SOURCE } from '../../../src/security/audit.js';
 import { resetAccountAccess, systemActor } from '../../../src/security/users.js';
-import { bearer, buildTestApp, createTestDatabase, login, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
+import { bearer, login, makeUser, useTestApp } from '../../support/helper.js';
 
 interface Activity { action: string; actor: string; actor_id: number | null; ip: string | null; user_agent: string | null; request_id: string | null }
 
 describe('GET /auth/activity: actor labels', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   it("an admin's edit shows as 'administrator' without the admin's id, IP or User-Agent; the user's own events keep theirs", async () => {
     const admin = await makeUser(t.ctx, { roles: ['County Admin'] });

@@ -1,13 +1,10 @@
 // GET and PATCH /auth/current-user: the public user object (exact key set of contract §4, never a
 // secret), authentication required, and a profile PATCH that accepts only the four profile fields.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
 import { users } from '../../../src/db/schema/index.js';
 import { findUser, type UserRecord } from '../../../src/security/datastore.js';
-import {
-  bearer, buildTestApp, createTestDatabase, envelopeOf, login, makeUser,
-  type LoginResult, type TestApp, type TestDatabase,
-} from '../../support/helper.js';
+import { bearer, envelopeOf, login, makeUser, type LoginResult, useTestApp } from '../../support/helper.js';
 
 /** Contract §4, exactly. */
 const PUBLIC_USER_KEYS = [
@@ -17,16 +14,7 @@ const PUBLIC_USER_KEYS = [
 ].sort();
 
 describe('/auth/current-user', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   const get = (headers: Record<string, string> = {}) => t.app.inject({ url: '/auth/current-user', headers });
   const patch = (payload: unknown, headers: Record<string, string>) =>

@@ -1,20 +1,11 @@
 // Personal access tokens act with the intersection of their permissions and their owner's, and never
 // manage the account (issue 12: a ["profile:read"] token could PATCH the profile, log the owner out
 // everywhere and delete the owner's other tokens).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bearer, buildTestApp, createTestDatabase, envelopeOf, login, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
+import { describe, expect, it } from 'vitest';
+import { bearer, envelopeOf, login, makeUser, useTestApp } from '../../support/helper.js';
 
 describe('personal access tokens: scopes and account management', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   const mint = async (session: string, name: string, permissions?: string[]) => {
     const res = await t.app.inject({ method: 'POST', url: '/auth/tokens', headers: bearer(session), payload: { name, ...(permissions ? { permissions } : {}) } });

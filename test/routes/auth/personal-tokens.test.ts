@@ -1,20 +1,11 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
 import { personalAccessTokens } from '../../../src/db/schema/index.js';
 import { deactivateUser, resetUserAccess } from '../../../src/security/datastore.js';
-import { bearer, buildTestApp, createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
+import { bearer, envelopeOf, GOOD_PASSWORD, login, makeUser, useTestApp } from '../../support/helper.js';
 
 describe('personal access tokens (/auth/tokens)', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   const create = (accessToken: string, payload: object) =>
     t.app.inject({ method: 'POST', url: '/auth/tokens', headers: bearer(accessToken), payload });
@@ -148,16 +139,7 @@ describe('personal access tokens (/auth/tokens)', () => {
 });
 
 describe('token and account actions are audited', () => {
-  let database: TestDatabase;
-  let t: TestApp;
-  beforeAll(async () => {
-    database = await createTestDatabase();
-    t = await buildTestApp(database);
-  });
-  afterAll(async () => {
-    await t.close();
-    await database.drop();
-  });
+  const t = useTestApp();
 
   it('writes token.created and token.revoked without the token value', async () => {
     const user = await makeUser(t.ctx);
