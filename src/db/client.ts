@@ -23,6 +23,8 @@
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import postgres from 'postgres';
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import * as schema from './schema/index.js';
@@ -346,6 +348,42 @@ export interface DbHandle {
 }
 
 /**
+ * PostgreSQL's built-in array types (element oid → array oid), fixed in its catalog
+ * (pg_type.dat) for every server version; test/db/array-types.test.ts compares them with pg_type.
+ */
+export const BUILTIN_ARRAY_TYPES: Readonly<Record<number, number>> = {
+  16: 1000, 17: 1001, 18: 1002, 19: 1003, 20: 1016, 21: 1005, 23: 1007, 25: 1009, 26: 1028,
+  114: 199, 700: 1021, 701: 1022, 1042: 1014, 1043: 1015, 1082: 1182, 1083: 1183, 1114: 1115,
+  1184: 1185, 1186: 1187, 1700: 1231, 2950: 2951, 3802: 3807,
+};
+
+type ArrayCodec = {
+  arrayParser: (x: string, parser: unknown, typarray: number) => unknown;
+  arraySerializer: (xs: unknown, serializer: unknown, options: unknown, typarray: number) => string;
+};
+// postgres.js's own array (de)serialisers, the ones its type fetch installs; its package exports
+// do not name the module, so it is loaded beside the entry point.
+const arrayCodec: ArrayCodec = (() => {
+  const require = createRequire(import.meta.url);
+  return require(path.join(path.dirname(require.resolve('postgres')), 'types.js')) as ArrayCodec;
+})();
+
+/** What postgres.js's type fetch does for each array type, for the built-in ones, with no query. */
+function registerBuiltinArrayTypes(sql: Sql): void {
+  const options = sql.options as unknown as {
+    parsers: Record<number, ((x: string) => unknown) & { array?: boolean }>;
+    serializers: Record<number, (x: unknown) => string>;
+    shared: { typeArrayMap: Record<number, number> };
+  };
+  for (const [element, typarray] of Object.entries(BUILTIN_ARRAY_TYPES).map(([e, a]) => [Number(e), a] as const)) {
+    options.shared.typeArrayMap[element] = typarray;
+    // the element's (de)serialiser is looked up per call: drizzle replaces some after this runs
+    options.parsers[typarray] = Object.assign((xs: string) => arrayCodec.arrayParser(xs, options.parsers[element], typarray), { array: true });
+    options.serializers[typarray] = (xs: unknown) => arrayCodec.arraySerializer(xs, options.serializers[element], options, typarray);
+  }
+}
+
+/**
  * The pool. `sql` (and `db` over it) forward to the current postgres.js instance: when the breaker
  * trips, that instance is retired at once (postgres.js's own termination: every query in flight or
  * queued fails, PostgreSQL rolls back the transactions of the closed connections) and a fresh one
@@ -367,15 +405,15 @@ export function connect(url: string, opts: {
     connection.idle_in_transaction_session_timeout = String(2 * t.statementTimeoutMs);
   }
   type Pool = { sql: Sql; sockets: Set<net.Socket> };
-  const original: { sql?: Sql } = {};
+  const first: { sql?: Sql } = {};
   const makePool = (): Pool => {
     const sockets = new Set<net.Socket>();
     const own: { options?: object } = {};
-    // A successor reuses the array types the first pool fetched: fetching them again runs outside
-    // any request, right when the database comes back, and a failure there would be unhandled.
-    const known = original.sql ? (original.sql.options as unknown as { shared: { typeArrayMap: Record<string, number> } }).shared.typeArrayMap : {};
     const sql = postgres(url, {
-      fetch_types: Object.keys(known).length === 0,
+      // The array types are PostgreSQL's built-in ones, registered below: postgres.js's own fetch
+      // runs on every new connection, outside any request, and a connection lost during it is an
+      // unhandled rejection (and a round trip per connection).
+      fetch_types: false,
       max: opts.max ?? 10,
       onnotice: () => undefined,
       connect_timeout: t.connectTimeoutMs / 1000,
@@ -386,17 +424,16 @@ export function connect(url: string, opts: {
       ...(opts.debug ? { debug: opts.debug } : {}),
     } as postgres.Options<Record<string, never>>);
     own.options = sql.options;
-    const first = original.sql;
-    if (first) {
+    registerBuiltinArrayTypes(sql);
+    if (first.sql) {
       // drizzle configured the first instance's (de)serialisers; every successor needs the same
-      Object.assign(sql.options.parsers, first.options.parsers);
-      Object.assign(sql.options.serializers, first.options.serializers);
-      Object.assign((sql.options as unknown as { shared: { typeArrayMap: object } }).shared.typeArrayMap, known);
+      Object.assign(sql.options.parsers, first.sql.options.parsers);
+      Object.assign(sql.options.serializers, first.sql.options.serializers);
     }
     return { sql, sockets };
   };
   let pool = makePool();
-  original.sql = pool.sql;
+  first.sql = pool.sql;
   const retired = new Set<Sql>();
   const retire = () => {
     const old = pool;
@@ -414,6 +451,9 @@ export function connect(url: string, opts: {
   const forward = new Proxy(function pool() {} as unknown as Sql, {
     apply: (_target, _this, args: unknown[]) => (pool.sql as unknown as (...a: unknown[]) => unknown)(...args),
     get: (_target, prop) => {
+      // postgres.js 3.4.9 never settles reserve() on a new connection when fetch_types is off
+      // (porsager/postgres#751, #1219): a query first leaves an open connection for it to take.
+      if (prop === 'reserve') return async () => { await pool.sql`select 1`; return pool.sql.reserve(); };
       const value = (pool.sql as unknown as Record<string | symbol, unknown>)[prop];
       return typeof value === 'function' ? value.bind(pool.sql) : value;
     },
