@@ -34,9 +34,9 @@ describe('array types of the pool', () => {
       return row;
     }));
     for (const row of results) {
-      expect(row.texts).toEqual(['a', 'b,c', '"q"']);
-      expect(row.echo).toEqual(['x', 'y z']);
-      expect(row.ints[1]).toBe(2);
+      expect(row?.texts).toEqual(['a', 'b,c', '"q"']);
+      expect(row?.echo).toEqual(['x', 'y z']);
+      expect(row?.ints[1]).toBe(2);
     }
     expect(statements.filter((q) => /pg_type/.test(q))).toEqual([]);
   });
@@ -50,7 +50,7 @@ describe('array types of the pool', () => {
       ]);
       const [row] = await reserved<{ one: number }[]>`select 1 as one`;
       reserved.release();
-      expect(row.one).toBe(1);
+      expect(row?.one).toBe(1);
     } finally {
       await cold.close();
     }
