@@ -276,6 +276,15 @@ class Breaker extends EventEmitter implements DbHealth {
     return this.probeSql;
   }
 
+  private retireProbeClient() {
+    const old = this.probeSql;
+    this.probeSql = undefined;
+    const sockets = [...this.probeSockets];
+    this.probeSockets.clear();
+    void old?.end({ timeout: 0 }).catch(() => undefined);
+    for (const s of sockets) s.destroy(new DatabaseUnavailableError());
+  }
+
   private probe(reason: string): Promise<boolean> {
     const started = Date.now();
     this.lastProbeAt = started;
@@ -293,8 +302,10 @@ class Breaker extends EventEmitter implements DbHealth {
         this.markUp();
         return true;
       }
-      // the probe's connection may be the silent one: the next probe opens a fresh one
-      for (const s of this.probeSockets) s.destroy(new DatabaseUnavailableError());
+      // The probe's connection may be the silent one, or left half-reset by postgres.js (a socket
+      // closed with a write queued never sends a startup message again; see track()): the next
+      // probe runs on a new client, so a wedged one cannot keep the breaker open for good.
+      this.retireProbeClient();
       if (outcome === 'timeout' && this.up && this.lastReadAt >= started) return true; // busy, not gone
       this.markDown(`${reason}; probe ${outcome === 'timeout' ? `timed out after ${this.t.healthTimeoutMs} ms` : `failed (${codeOf(outcome)})`}`);
       return false;
