@@ -1,12 +1,12 @@
 // buildApp(config, deps): the whole application, registered in order, top to bottom.
-import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions, type FastifyReply, type FastifyRequest } from 'fastify';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import cors from '@fastify/cors';
 import { randomUUID } from 'node:crypto';
 import type { Config } from './config.js';
 import type { DbHandle } from './db/client.js';
 import { securityContext, type Clock } from './security/context.js';
-import { logDestination } from './logging.js';
+import { lazyChildLogger, logDestination } from './logging.js';
 import { registerFormats } from './schemas/formats.js';
 import { SHARED_SCHEMAS } from './schemas/common.js';
 import { ADMIN_SCHEMAS } from './schemas/admin.js';
@@ -84,6 +84,7 @@ export async function buildApp(config: Config, deps: AppDeps): Promise<FastifyIn
         }),
       },
     },
+    childLoggerFactory: lazyChildLogger as unknown as FastifyServerOptions['childLoggerFactory'],
     genReqId: (req) => {
       const incoming = req.headers['x-request-id'];
       return typeof incoming === 'string' && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();

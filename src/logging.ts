@@ -48,3 +48,44 @@ export function logDestination(format: 'json' | 'pretty', sink?: LogSink): { str
   }
   return { stream: sink, pretty: false };
 }
+
+type LogFn = (...args: unknown[]) => void;
+interface ChildCapable {
+  level: string;
+  isLevelEnabled?: (level: string) => boolean;
+  child: (bindings: Record<string, unknown>, opts?: Record<string, unknown>) => ChildCapable;
+  [method: string]: unknown;
+}
+
+/**
+ * A request's logger, made when the request first logs something. Fastify gives every request a
+ * pino child (its bindings serialised, and run past the redaction rules, per request); at the
+ * production levels most requests never log, so the child is made only when a line is written.
+ */
+class LazyRequestLogger {
+  private made: ChildCapable | undefined;
+  constructor(private readonly parent: ChildCapable, private readonly bindings: Record<string, unknown>, private readonly opts: Record<string, unknown>) {}
+  private real(): ChildCapable {
+    return (this.made ??= this.parent.child(this.bindings, this.opts));
+  }
+  private write(level: string, args: unknown[]) {
+    if (this.made || this.parent.isLevelEnabled?.(level) !== false) (this.real()[level] as LogFn)(...args);
+  }
+  get level(): string { return this.made?.level ?? this.parent.level; }
+  set level(value: string) { this.real().level = value; }
+  isLevelEnabled(level: string): boolean { return (this.made ?? this.parent).isLevelEnabled?.(level) ?? true; }
+  fatal(...args: unknown[]) { this.write('fatal', args); }
+  error(...args: unknown[]) { this.write('error', args); }
+  warn(...args: unknown[]) { this.write('warn', args); }
+  info(...args: unknown[]) { this.write('info', args); }
+  debug(...args: unknown[]) { this.write('debug', args); }
+  trace(...args: unknown[]) { this.write('trace', args); }
+  silent() {}
+  child(bindings: Record<string, unknown>, opts?: Record<string, unknown>) { return this.real().child(bindings, opts); }
+}
+
+/** Fastify's childLoggerFactory: a lazy child, unless the route sets its own log options (then pino's own). */
+export function lazyChildLogger(logger: unknown, bindings: Record<string, unknown>, opts: Record<string, unknown>): LazyRequestLogger | ChildCapable {
+  const parent = logger as ChildCapable;
+  return Object.keys(opts).length ? parent.child(bindings, opts) : new LazyRequestLogger(parent, bindings, opts);
+}

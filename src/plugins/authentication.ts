@@ -59,6 +59,8 @@ declare module 'fastify' {
      * after changing state outside a request (tests, in-process jobs).
      */
     authSync: () => Promise<void>;
+    /** The request's cookies, parsed on first use (the cookie plugin does not parse them on every request). */
+    readCookies: (request: FastifyRequest) => Record<string, string | undefined>;
     /** Re-resolves request.auth from the database (no cache); throws 401 when the credentials died meanwhile. */
     reauthenticate: (request: FastifyRequest) => Promise<void>;
   }
@@ -151,7 +153,16 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   }
 
   const cookieKeys = purposeKeyBytes(config, 'session-cookie').map((k) => k.toString('base64url'));
-  await app.register(cookie, { secret: cookieKeys, parseOptions: {} });
+  // Cookies are parsed when something reads them (app.readCookies), not on every request: a bearer
+  // request never needs them.
+  await app.register(cookie, { secret: cookieKeys, parseOptions: {}, hook: false });
+  app.decorate('readCookies', (request: FastifyRequest) => {
+    if (!request.cookies) {
+      const header = request.headers.cookie;
+      request.cookies = header ? app.parseCookie(header) : {};
+    }
+    return request.cookies;
+  });
 
   // One @fastify/jwt namespace per key: the `kid` header picks the verifier; the first key signs.
   const namespaceByKid = new Map<string, string>();
@@ -171,14 +182,37 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
         // Time claims are checked below against the injected clock.
         ignoreExpiration: true,
         ignoreNotBefore: true,
-        cache: 2000,
+        // verified tokens are remembered below, keyed by the token itself (fast-jwt's cache hashes
+        // every token with SHA-256 to find it)
+        cache: false,
       },
     });
   }
   const signingNamespace = namespaceByKid.get(jwtSecrets(config)[0]!.kid)!;
   const jwtByNamespace = app.jwt as unknown as Record<string, { sign: (p: object) => string; verify: (t: string) => unknown }>;
 
+  // A token whose signature and claims verified once verifies again (the keys are fixed for the
+  // process's life): its claims are remembered, bounded, oldest out first. The time claims are checked
+  // on every request all the same.
+  const verified = new Map<string, AccessTokenClaims>();
+  const verifiedMax = Math.max(1000, config.AUTH_CACHE_MAX_ENTRIES);
+
   function verifyAccessToken(token: string): AccessTokenClaims {
+    let claims = verified.get(token);
+    if (!claims) {
+      claims = verifySignature(token);
+      if (verified.size >= verifiedMax) verified.delete(verified.keys().next().value!);
+      verified.set(token, claims);
+    }
+    const now = ctx.clock.now().getTime() / 1000;
+    if (claims.iat > now + SKEW) throw tokenInvalid();
+    if (typeof claims.nbf === 'number' && claims.nbf > now + SKEW) throw tokenInvalid();
+    if (claims.exp <= now) throw tokenExpired();
+    return claims;
+  }
+
+  /** The signature, the algorithm, the key and the claims' types: what does not change with time. */
+  function verifySignature(token: string): AccessTokenClaims {
     let header: { kid?: unknown; alg?: unknown };
     try {
       header = JSON.parse(Buffer.from(token.slice(0, token.indexOf('.')), 'base64url').toString('utf8'));
@@ -195,11 +229,8 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     } catch {
       throw tokenInvalid();
     }
-    const now = ctx.clock.now().getTime() / 1000;
     if (typeof claims.exp !== 'number' || typeof claims.iat !== 'number') throw tokenInvalid();
-    if (claims.iat > now + SKEW) throw tokenInvalid();
-    if (typeof claims.nbf === 'number' && claims.nbf > now + SKEW) throw tokenInvalid();
-    if (claims.exp <= now) throw tokenExpired();
+    if (claims.nbf !== undefined && typeof claims.nbf !== 'number') throw tokenInvalid();
     if (typeof claims.sub !== 'string' || !/^[0-9]{1,10}$/.test(claims.sub) || typeof claims.uq !== 'string' ||
       typeof claims.sid !== 'string' || !UUID_RE.test(claims.sid)) throw tokenInvalid();
     return claims;
@@ -273,7 +304,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
         throw err instanceof AppError && err.statusCode === 401 ? bearerError(err) : err;
       }
     }
-    const raw = request.cookies[config.SESSION_COOKIE_NAME];
+    const raw = request.headers.cookie === undefined ? undefined : app.readCookies(request)[config.SESSION_COOKIE_NAME];
     if (raw === undefined) return null;
     const unsigned = request.unsignCookie(raw);
     if (!unsigned.valid || !unsigned.value || !UUID_RE.test(unsigned.value)) throw tokenInvalid('The session cookie is invalid');

@@ -23,16 +23,23 @@ async function databasePlugin(app: FastifyInstance, opts: { health: DbHealth }) 
   app.decorate('database', health);
   app.decorateRequest('databaseDone', null);
 
-  app.addHook('onRequest', async (request) => {
-    if (request.routeOptions.config?.database === false) return;
-    request.databaseDone = health.requestStarted();
+  // callback hooks: every request passes here, and an async hook costs a promise each
+  app.addHook('onRequest', (request, _reply, next) => {
+    if (request.routeOptions.config?.database !== false) request.databaseDone = health.requestStarted();
+    next();
   });
-  const done = async (request: { databaseDone: (() => void) | null }) => {
+  const finish = (request: { databaseDone: (() => void) | null }) => {
     request.databaseDone?.();
     request.databaseDone = null;
   };
-  app.addHook('onResponse', done);
-  app.addHook('onRequestAbort', done);
+  app.addHook('onResponse', (request, _reply, next) => {
+    finish(request);
+    next();
+  });
+  app.addHook('onRequestAbort', (request, next) => {
+    finish(request);
+    next();
+  });
 
   const onDown = (e: DbHealthEvent) => app.log.error({ breaker: 'open', reason: e.reason }, 'database unreachable: answering 503 until it returns');
   const onUp = () => app.log.warn({ breaker: 'closed' }, 'database reachable again');

@@ -17,12 +17,12 @@
 import fp from 'fastify-plugin';
 import rateLimit, { type FastifyRateLimitStore } from '@fastify/rate-limit';
 import { clientKey } from '../security/client-address.js';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { RateLimit } from '../config.js';
 import { AppError } from '../errors.js';
 import type { Clock, SecurityContext } from '../security/context.js';
 import { pruneSecurityState } from '../security/lockout.js';
-import { SharedBudget } from '../security/shared-budget.js';
+import { SharedBudget, type BudgetDecision } from '../security/shared-budget.js';
 
 export type RateLimitClass = 'auth' | 'refresh' | 'totp';
 
@@ -149,17 +149,23 @@ async function rateLimitPlugin(app: FastifyInstance) {
       return r.isAllowed ? null : { max: r.max, remaining: r.remaining, ttlInSeconds: r.ttlInSeconds, isExceeded: r.isExceeded };
     };
   };
+  const globalKey = (req: FastifyRequest) => `global:${clientKey(req.ip)}`;
   let global = limiter('global', config.RATE_LIMIT_GLOBAL);
+  // The decision without a promise, when this instance can take it alone (the batched budget's fast path).
+  let globalLocal: (req: FastifyRequest) => Outcome | null | undefined = () => undefined;
   if (config.RATE_LIMIT_STORE === 'postgres') {
     const budget = new SharedBudget(ctx.sql, ctx.clock, { max: config.RATE_LIMIT_GLOBAL.max, windowMs: config.RATE_LIMIT_GLOBAL.windowSeconds * 1000 },
       config.RATE_LIMIT_FLUSH_INTERVAL_MS);
     app.decorate('globalBudget', budget);
     app.addHook('onReady', async () => budget.start());
     app.addHook('onClose', async () => budget.stop());
-    global = async (req) => {
-      const d = await budget.take(`global:${clientKey(req.ip)}`);
-      return d.allowed ? { max: d.limit, remaining: d.remaining, ttlInSeconds: d.resetSeconds, isExceeded: false }
-        : { max: d.limit, remaining: 0, ttlInSeconds: d.resetSeconds, isExceeded: true };
+    const outcome = (d: BudgetDecision): Outcome => d.allowed
+      ? { max: d.limit, remaining: d.remaining, ttlInSeconds: d.resetSeconds, isExceeded: false }
+      : { max: d.limit, remaining: 0, ttlInSeconds: d.resetSeconds, isExceeded: true };
+    global = async (req) => outcome(await budget.take(globalKey(req)));
+    globalLocal = (req) => {
+      const d = budget.takeLocal(globalKey(req));
+      return d ? outcome(d) : undefined;
     };
   }
   const classes: Record<RateLimitClass, ReturnType<typeof limiter>> = {
@@ -168,15 +174,12 @@ async function rateLimitPlugin(app: FastifyInstance) {
     totp: limiter('totp', config.RATE_LIMIT_TOTP),
   };
 
-  app.addHook('onRequest', async (request, reply) => {
-    const cls = request.routeOptions.config?.rateLimitClass;
-    const outcomes = [await global(request)];
-    if (cls) outcomes.push(await classes[cls](request));
+  /** Reports the budget closest to running out (RateLimit header fields, IETF draft); throws 429 when one is exceeded. */
+  const apply = (reply: FastifyReply, outcomes: (Outcome | null)[]) => {
     const live = outcomes.filter((o): o is Outcome => o !== null);
     if (!live.length) return;
     const exceeded = live.find((o) => o.isExceeded);
     const shown = exceeded ?? live.reduce((a, b) => (b.remaining < a.remaining ? b : a));
-    // RateLimit header fields (IETF draft): the budget that is closest to running out.
     reply.header('ratelimit-limit', shown.max);
     reply.header('ratelimit-remaining', shown.remaining);
     reply.header('ratelimit-reset', shown.ttlInSeconds);
@@ -184,6 +187,27 @@ async function rateLimitPlugin(app: FastifyInstance) {
       const retryAfter = String(Math.max(1, exceeded.ttlInSeconds));
       throw new AppError(429, 'RATE_LIMITED', 'Too many requests; slow down and retry later', { headers: { 'retry-after': retryAfter } });
     }
+  };
+  const checkAll = async (request: FastifyRequest, reply: FastifyReply, local: Outcome | null | undefined) => {
+    const cls = request.routeOptions.config?.rateLimitClass;
+    const outcomes = [local === undefined ? await global(request) : local];
+    if (cls) outcomes.push(await classes[cls](request));
+    apply(reply, outcomes);
+  };
+
+  // Every request passes here: a request the global budget decides locally, on a route without a
+  // class, costs no promise and no statement.
+  app.addHook('onRequest', (request, reply, done) => {
+    const local = globalLocal(request);
+    if (local !== undefined && !request.routeOptions.config?.rateLimitClass) {
+      try {
+        apply(reply, [local]);
+      } catch (err) {
+        return done(err as Error);
+      }
+      return done();
+    }
+    checkAll(request, reply, local).then(() => done(), done);
   });
 }
 

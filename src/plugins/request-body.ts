@@ -52,16 +52,24 @@ async function requestBodyPlugin(app: FastifyInstance) {
   });
 
   // A body-less operation ignores the Content-Type (even an unparseable one, which Fastify would
-  // answer 415 before any parser): its body, if any, goes to the catch-all parser below.
-  app.addHook('preParsing', async (request, _reply, payload) => {
-    if (!bodySchema(request) && request.headers['content-type'] !== undefined) delete request.headers['content-type'];
-    return payload;
+  // answer 415 before any parser): its body, if any, goes to the catch-all parser below. (A global
+  // hook: the not-found handler takes no body either.) Callback hooks: an async one costs a promise
+  // per request.
+  app.addHook('preParsing', (request, _reply, payload, done) => {
+    if (request.headers['content-type'] !== undefined && !bodySchema(request)) delete request.headers['content-type'];
+    done(null, payload);
   });
 
-  // No body at all on an operation whose body is optional: validate it as {}.
-  app.addHook('preValidation', async (request) => {
-    if (request.body === undefined && isOptionalBody(bodySchema(request))) request.body = {};
+  // No body at all on an operation whose body is optional: validate it as {} (attached to those routes only).
+  app.addHook('onRoute', (route) => {
+    if (!isOptionalBody((route.schema as { body?: unknown } | undefined)?.body)) return;
+    route.preValidation = [...hookList(route.preValidation), (request, _reply, done) => {
+      if (request.body === undefined) request.body = {};
+      done();
+    }];
   });
 }
+
+const hookList = <T>(hooks: T | T[] | undefined): T[] => (hooks === undefined ? [] : Array.isArray(hooks) ? hooks : [hooks]);
 
 export default fp(requestBodyPlugin, { name: 'request-body' });

@@ -45,6 +45,20 @@ export function clientAddress(ip: string | null | undefined): string | null {
 
 /** What per-IP limits count under: the IPv4 client, or the IPv6 client's /64. */
 export function clientKey(ip: string): string {
+  let key = clientKeys.get(ip);
+  if (key === undefined) {
+    key = computeClientKey(ip);
+    // bounded: a flood of distinct addresses evicts the oldest (the key is recomputed, never wrong)
+    if (clientKeys.size >= 10_000) clientKeys.delete(clientKeys.keys().next().value!);
+    clientKeys.set(ip, key);
+  }
+  return key;
+}
+
+/** Every request asks (the global limit): the parse is remembered per address. */
+const clientKeys = new Map<string, string>();
+
+function computeClientKey(ip: string): string {
   const four = embeddedIPv4(ip);
   if (four) return four;
   const g = ipv6Groups(ip);

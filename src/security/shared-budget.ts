@@ -78,36 +78,43 @@ export class SharedBudget {
   }
 
   /** Admits or refuses one request of `key`; a database error admits (the limiter never takes the API down). */
-  async take(key: string): Promise<BudgetDecision> {
+  take(key: string): Promise<BudgetDecision> {
+    return Promise.resolve(this.takeLocal(key) ?? this.exact(key, this.keys.get(key), this.clock.now().getTime()));
+  }
+
+  /**
+   * The decision this instance can take alone (the fast path, or a refusal by its current view), with
+   * no statement and no promise; null when the request must take the exact path (`take`).
+   */
+  takeLocal(key: string): BudgetDecision | null {
     const now = this.clock.now().getTime();
     const st = this.keys.get(key);
-    if (st && st.windowEnd <= now) {
+    if (!st) return null;
+    if (st.windowEnd <= now) {
       // The next window starts from nothing here; what other instances admit in it arrives with the
       // flushes (the same tolerance applies).
       Object.assign(st, { windowEnd: now + this.limit.windowMs, shared: 0, pending: 0, fast: 0 });
     }
-    if (st) {
-      // least recently used first
-      this.keys.delete(key);
-      this.keys.set(key, st);
-      const estimate = st.shared + st.pending + st.inflight + 1;
-      if (estimate > this.limit.max) {
-        this.counters.refusedLocally++;
-        return this.decision(false, 0, st.windowEnd, now);
-      }
-      if (st.tick !== this.tick) {
-        st.tick = this.tick;
-        st.fast = 0;
-      }
-      if (this.limit.max - estimate >= this.slack && st.fast < this.quota) {
-        st.fast++;
-        st.pending++;
-        this.dirty.add(key);
-        this.counters.fast++;
-        return this.decision(true, this.limit.max - estimate, st.windowEnd, now);
-      }
+    // least recently used first
+    this.keys.delete(key);
+    this.keys.set(key, st);
+    const estimate = st.shared + st.pending + st.inflight + 1;
+    if (estimate > this.limit.max) {
+      this.counters.refusedLocally++;
+      return this.decision(false, 0, st.windowEnd, now);
     }
-    return this.exact(key, st, now);
+    if (st.tick !== this.tick) {
+      st.tick = this.tick;
+      st.fast = 0;
+    }
+    if (this.limit.max - estimate >= this.slack && st.fast < this.quota) {
+      st.fast++;
+      st.pending++;
+      this.dirty.add(key);
+      this.counters.fast++;
+      return this.decision(true, this.limit.max - estimate, st.windowEnd, now);
+    }
+    return null;
   }
 
   private async exact(key: string, known: KeyState | undefined, now: number): Promise<BudgetDecision> {

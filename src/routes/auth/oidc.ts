@@ -87,7 +87,7 @@ export default async function oidcRoutes(root: FastifyInstance) {
       const r = await finishOidc(ctx, {
         provider: request.params.provider,
         query: { code: q.code, state: q.state, iss: q.iss, error: q.error, error_description: q.error_description },
-        cookies: request.cookies,
+        cookies: app.readCookies(request),
         source: auditSource(request),
       });
       return finished(reply, r);
