@@ -228,7 +228,7 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
         response: { 204: Type.Null({ description: 'Deleted' }), ...bodyErrors(401, 403, 404) },
       },
     }, async (request, reply) => {
-      await deleteCredential(ctx, auth(request).user.id, request.body.name, auditSource(request));
+      await deleteCredential(ctx, auth(request).user, request.body.name, auditSource(request));
       return reply.code(204).send(null);
     });
 
