@@ -17,6 +17,7 @@ import {
 } from '../../support/helper.js';
 import { SmtpCapture, type CapturedMail } from '../../support/smtp.js';
 import { buildMailTestApp, type MailTestApp } from '../../support/mail.js';
+import { PASSKEY_ENV, registerPasskey } from '../../support/passkeys.js';
 
 const post = (app: FastifyInstance, url: string, payload: object = {}, headers: Record<string, string> = {}) =>
   app.inject({ method: 'POST', url, payload, headers });
@@ -38,7 +39,7 @@ describe('email as a second factor', () => {
     await smtp.start();
     clock = new TestClock();
     t = await buildMailTestApp(database, smtp, {
-      SECURITY_LOCKOUT_THRESHOLD: '6', SECURITY_US_SEND_LIMIT: '4/15m', SECURITY_FRESHNESS: '1h', SECURITY_UNIFIED_SIGNIN: 'true',
+      SECURITY_LOCKOUT_THRESHOLD: '6', SECURITY_US_SEND_LIMIT: '4/15m', SECURITY_FRESHNESS: '1h', SECURITY_UNIFIED_SIGNIN: 'true', ...PASSKEY_ENV,
     }, clock);
   });
   afterAll(async () => {
@@ -258,6 +259,23 @@ describe('email as a second factor', () => {
     const [event] = await t.db.db.select().from(auditEvents)
       .where(and(eq(auditEvents.targetUserId, user.id), eq(auditEvents.action, 'login.succeeded'))).orderBy(desc(auditEvents.id)).limit(1);
     expect(event!.details).toMatchObject({ method: 'email_code', second_factor: 'email' });
+  });
+
+  it('an email-code first factor completed by a security key (the key alone is the two-factor method): audited as email_code + passkey', async () => {
+    const user = await makeUser(t.ctx);
+    const s = await login(t.app, user.email);
+    const { key } = await registerPasskey(t.app, s.access_token, 'Key', 'secondary');
+    expect(await methodOf(user.id)).toBe('webauthn');
+    expect((await post(t.app, '/us-signin/send-code', { identity: user.email, chosen_method: 'email' })).statusCode).toBe(202);
+    const passcode = /sign-in code is ([0-9]{6})/.exec((await lastMail(user.email)).text)![1]!;
+    const first = await post(t.app, '/us-signin', { identity: user.email, passcode });
+    expect(first.json()).toEqual({ tf_required: true, tf_token: expect.any(String), tf_method: 'webauthn', tf_methods: ['webauthn'] });
+    const o = await post(t.app, '/wan-signin', { tf_token: first.json().tf_token });
+    const res = await post(t.app, `/wan-signin/${o.json().wan_state}`, { credential: key.get(o.json().credential_options, { uv: false }) });
+    expect(res.statusCode, res.body).toBe(200);
+    const [event] = await t.db.db.select().from(auditEvents)
+      .where(and(eq(auditEvents.targetUserId, user.id), eq(auditEvents.action, 'login.succeeded'))).orderBy(desc(auditEvents.id)).limit(1);
+    expect(event!.details).toMatchObject({ method: 'email_code', second_factor: 'passkey' });
   });
 
   it('a forced role accepts the email method: setup with the setup tf_token by mail completes the login; later logins ask for the mailed code', async () => {
