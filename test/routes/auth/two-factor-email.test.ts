@@ -204,6 +204,31 @@ describe('email as a second factor', () => {
     expect(envelopeOf(dead).code).toBe('TWO_FACTOR_INVALID');
   });
 
+  it('concurrent: 12 parallel resends against a budget with 2 sends left: exactly 2 × 202, the rest 429', async () => {
+    const { user } = await enrolled(); // setup: 1 of 4
+    const step = await passwordStep(user.email); // login: 2 of 4
+    const answers = await Promise.all(Array.from({ length: 12 }, () => post(t.app, '/tf-send-code', { tf_token: step.tf_token })));
+    const statuses = answers.map((r) => r.statusCode);
+    expect(statuses.filter((c) => c === 202)).toHaveLength(2);
+    expect(statuses.filter((c) => c === 429)).toHaveLength(10);
+    const [{ n }] = await t.db.sql`select count(*)::int as n from two_factor_email_codes where user_id = ${user.id} and purpose = 'login'` as unknown as [{ n: number }];
+    expect(n).toBe(3);
+  });
+
+  it('concurrent: 15 parallel wrong guesses at a setup code take exactly 5 attempts; the right code is then refused', async () => {
+    const user = await makeUser(t.ctx);
+    const s = await login(t.app, user.email);
+    const start = await post(t.app, '/tf-setup', { method: 'email' }, bearer(s.access_token));
+    const code = codeIn(await lastMail(user.email));
+    const guesses = Array.from({ length: 15 }, (_, i) => String((Number(code) + 1 + i) % 1_000_000).padStart(6, '0'));
+    const answers = await Promise.all(guesses.map((g) => post(t.app, `/tf-setup/${start.json().tf_setup_token}`, { code: g }, bearer(s.access_token))));
+    expect(answers.every((r) => r.statusCode === 400)).toBe(true);
+    const [row] = await t.db.db.select().from(twoFactorEmailCodes).where(eq(twoFactorEmailCodes.userId, user.id));
+    expect(row!.attempts).toBe(5);
+    expect((await post(t.app, `/tf-setup/${start.json().tf_setup_token}`, { code }, bearer(s.access_token))).statusCode).toBe(400);
+    expect(await methodOf(user.id)).toBeNull();
+  });
+
   it('/tf-send-code for an authenticator-method login is 409 CONFLICT', async () => {
     const user = await makeUser(t.ctx);
     const s = await login(t.app, user.email);
