@@ -379,6 +379,39 @@ describe('passkeys (WebAuthn)', () => {
     expect(await methodOf(totp.user.id)).toBe('authenticator');
   });
 
+  it('the login answer is a rule of the account\'s methods: every combination of code method × second-factor key × passkey', async () => {
+    const codeMethods = [null, 'authenticator', 'email'] as const;
+    for (const codeMethod of codeMethods) {
+      for (const secondary of [false, true]) {
+        for (const passkey of [false, true]) {
+          const user = await makeUser(t.ctx);
+          const s = await login(t.app, user.email);
+          if (passkey) {
+            const start = await startRegistration(s.access_token, 'Passkey', 'first');
+            const done = await post(t.app, `/wan-register/${start.wan_state}`, { credential: new SoftwareAuthenticator(ORIGIN, RP_ID).create(start.credential_options as never) }, bearer(s.access_token));
+            expect(done.statusCode, done.body).toBe(201);
+          }
+          if (secondary) expect((await finishRegistration(s.access_token, await startRegistration(s.access_token, 'Key', 'secondary'))).res.statusCode).toBe(201);
+          if (codeMethod) {
+            await t.db.sql`update users set tf_primary_method = ${codeMethod},
+              tf_totp_secret = ${codeMethod === 'authenticator' ? 'sealed-secret-never-opened-at-login' : null} where id = ${user.id}`;
+          }
+          const res = await post(t.app, '/login', { email: user.email, password: GOOD_PASSWORD });
+          const label = `code method ${codeMethod}, secondary key ${secondary}, passkey ${passkey}: ${res.body}`;
+          expect(res.statusCode, label).toBe(200);
+          if (codeMethod === null && !secondary) {
+            expect(res.json().access_token, label).toEqual(expect.any(String));
+            continue;
+          }
+          expect(res.json(), label).toEqual({
+            tf_required: true, tf_token: expect.any(String), tf_method: codeMethod ?? 'webauthn',
+            tf_methods: [...(codeMethod ? [codeMethod] : []), ...(secondary || passkey ? ['webauthn'] : [])],
+          });
+        }
+      }
+    }
+  });
+
   it('concurrent: deleting the last key while another registers never leaves two-factor off with a key, or on with none (20 rounds)', async () => {
     for (let round = 0; round < 20; round++) {
       const user = await makeUser(t.ctx);
