@@ -12,8 +12,17 @@
 //   requires 2FA, none set up yet) is left to other clients: the page says so.
 // - Passkeys (WebAuthn, with @simplewebauthn/browser): "Sign in with a passkey" needs no address
 //   (POST /wan-signin without identity: the browser offers its discoverable credentials); the code
-//   step offers "Use a security key" (POST /wan-signin with the tf_token); the account page lists,
-//   adds (POST /wan-register + its finish) and deletes (POST /wan-delete) keys.
+//   step offers "Use a security key" (POST /wan-signin with the tf_token) when the login's
+//   tf_methods include "webauthn"; the account page lists, adds (POST /wan-register + its finish)
+//   and deletes (POST /wan-delete) keys.
+// - Conditional UI (passkey autofill): while the sign-in form is shown, and when the browser has
+//   PublicKeyCredential.isConditionalMediationAvailable(), a WebAuthn get with mediation
+//   "conditional" waits in the background; the email field's autocomplete="username webauthn"
+//   makes the browser offer the site's passkeys in its autofill, and picking one signs in. Leaving
+//   the form (or pressing the button, which starts a modal ceremony) aborts it. body[data-conditional]
+//   says whether one is waiting ("pending") or not ("off").
+// - Two-factor by email: when tf_method is "email" the code step says a code was mailed and offers
+//   "Email me another code" (POST /tf-send-code).
 // - "Email me a code": POST /us-signin/send-code with the address typed, then POST /us-signin with
 //   the 6-digit code (two-factor authentication still applies). The emailed link can point at this
 //   page (?signin_token=…): it is used with POST /us-signin/link.
@@ -92,6 +101,76 @@ function show(view) {
   byId('signed-out').hidden = view !== 'signed-out';
   byId('signed-in').hidden = view !== 'signed-in';
   document.body.dataset.state = view;
+  if (view === 'signed-out' && !byId('login-form').hidden) armConditional();
+  else disarmConditional();
+}
+
+// ---- conditional UI: a discoverable passkey offered in the email field's autofill ----
+
+const conditional = { pending: false, generation: 0 };
+
+function setConditional(pending) {
+  conditional.pending = pending;
+  document.body.dataset.conditional = pending ? 'pending' : 'off';
+}
+
+async function conditionalAvailable() {
+  if (!webauthn || !webauthn.browserSupportsWebAuthn()) return false;
+  const pkc = globalThis.PublicKeyCredential;
+  if (!pkc || typeof pkc.isConditionalMediationAvailable !== 'function') return false;
+  try {
+    return await pkc.isConditionalMediationAvailable();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Starts the background ceremony (POST /wan-signin without identity, then a get with mediation
+ * "conditional"). It resolves only when the user picks a passkey from the autofill; that assertion
+ * signs in like the button's. Errors of the ceremony itself are silent (aborted, nothing picked);
+ * the API's answer to a picked passkey is shown like any other.
+ */
+async function armConditional() {
+  if (conditional.pending || !state.api) return;
+  const generation = conditional.generation;
+  setConditional(true);
+  if (!(await conditionalAvailable())) return setConditional(false);
+  let started;
+  try {
+    started = await call('POST', '/wan-signin', {});
+  } catch {
+    return setConditional(false);
+  }
+  if (generation !== conditional.generation) return setConditional(false); // the form was left meanwhile
+  const since = Date.now();
+  let credential;
+  try {
+    credential = await webauthn.startAuthentication({ optionsJSON: started.credential_options, useBrowserAutofill: true });
+  } catch (err) {
+    setConditional(false);
+    // timed out after a while (the challenge expired with it): offer the passkeys again while the form is shown;
+    // aborted (the button, leaving the form) or refused at once: leave it
+    const longWait = Date.now() - since > 10_000;
+    if (longWait && !(err && err.code === 'ERROR_CEREMONY_ABORTED') && document.body.dataset.state === 'signed-out' && !byId('login-form').hidden) {
+      setTimeout(armConditional, 1000);
+    }
+    return;
+  }
+  setConditional(false);
+  showError(null);
+  setStatus('Signing in with your passkey…');
+  try {
+    await loginAnswer(await call('POST', `/wan-signin/${encodeURIComponent(started.wan_state)}`, { credential }));
+  } catch (err) {
+    setStatus('');
+    handle(err);
+  }
+}
+
+function disarmConditional() {
+  conditional.generation += 1;
+  if (conditional.pending && webauthn) webauthn.WebAuthnAbortService.cancelCeremony();
 }
 
 function cell(text, className) {
@@ -198,13 +277,9 @@ async function oauthReturn() {
   const answer = await call('POST', '/login/oauth/exchange', { login_code: code });
   if (answer.tf_required) {
     if (answer.tf_setup_required) throw new Error('Your role requires two-factor authentication: set it up with another client first.');
-    state.tfToken = answer.tf_token;
     show('signed-out');
-    showStep('code');
-    setStatus('Two-factor authentication: enter a code.');
-    return true;
   }
-  await signedIn(answer);
+  await loginAnswer(answer);
   return true;
 }
 
@@ -222,6 +297,8 @@ function showStep(step) {
   byId('login-form').hidden = step !== 'password';
   byId('tf-form').hidden = step !== 'code';
   byId('us-form').hidden = step !== 'email-code';
+  if (step === 'password' && document.body.dataset.state === 'signed-out') armConditional();
+  else if (step !== 'password') disarmConditional();
   if (step === 'code') byId('tf-code').focus();
   if (step === 'email-code') byId('us-code').focus();
 }
@@ -234,11 +311,28 @@ async function loginAnswer(answer) {
         'another client first (docs: Two-factor authentication, forced setup).');
     }
     state.tfToken = answer.tf_token;
+    const methods = Array.isArray(answer.tf_methods) ? answer.tf_methods : [answer.tf_method];
+    byId('tf-passkey').hidden = !methods.includes('webauthn');
+    byId('tf-resend').hidden = answer.tf_method !== 'email';
     showStep('code');
-    setStatus('Two-factor authentication: enter a code, or use your security key.');
+    setStatus(answer.tf_method === 'email'
+      ? 'Two-factor authentication: we emailed you a code; enter it (or a recovery code).'
+      : answer.tf_method === 'webauthn'
+        ? 'Two-factor authentication: use your security key (or enter a recovery code).'
+        : `Two-factor authentication: enter a code from your app${methods.includes('webauthn') ? ', or use your security key' : ''}.`);
     return;
   }
   await signedIn(answer);
+}
+
+async function resendCode() {
+  showError(null);
+  try {
+    await call('POST', '/tf-send-code', { tf_token: state.tfToken });
+    setStatus('Another code is on its way to your email address.');
+  } catch (err) {
+    handle(err);
+  }
 }
 
 /** A login answer (from POST /login or POST /tf-validate) that opened a session. */
@@ -250,8 +344,8 @@ async function signedIn(answer) {
   byId('login-form').reset();
   byId('tf-form').reset();
   byId('us-form').reset();
-  showStep('password');
   await loadAccount();
+  showStep('password'); // signed in now: the sign-in form's conditional UI stays off
   setStatus('Signed in.');
 }
 
@@ -450,6 +544,7 @@ async function start() {
   byId('tf-form').addEventListener('submit', validateCode);
   byId('tf-cancel').addEventListener('click', cancelCode);
   byId('tf-passkey').addEventListener('click', tfPasskey);
+  byId('tf-resend').addEventListener('click', resendCode);
   byId('passkey-button').addEventListener('click', passkeySignin);
   byId('us-send-button').addEventListener('click', sendCode);
   byId('us-form').addEventListener('submit', codeSignin);

@@ -8,7 +8,8 @@ const WanState = Type.String({ minLength: 1, maxLength: 128, description: 'From 
 export const WanStateParam = Type.Object({ wan_state: WanState }, { additionalProperties: false });
 
 const Usage = Type.Union([Type.Literal('first'), Type.Literal('secondary')], {
-  description: '"first": a passkey that signs in on its own (discoverable, user verification required); "secondary": a key that completes a two-factor login',
+  description: '"first": a passkey that signs in on its own (discoverable, user verification required); "secondary": a key that completes a ' +
+    'two-factor login (and, on an account without another method, switches two-factor on)',
 });
 const CredentialName = Type.String({ minLength: 1, maxLength: 64, description: 'Your name for the key, unique among your keys (case-insensitive)' });
 

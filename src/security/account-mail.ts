@@ -9,6 +9,7 @@ import { findUser, type UserRecord } from './datastore.js';
 import { fingerprintMatches, isConfiguredLink, linkClaims, linkLifetime, linkUrl, signLink, type LinkClaims } from './links.js';
 import type { OutgoingMail } from './mail.js';
 import { signinMailContent } from './unified-signin.js';
+import { twoFactorMailContent } from './two-factor.js';
 import { humanDuration, mailSafeName, maskEmail, templates, type MailTemplate, type RenderedMail } from './mail-templates.js';
 
 const fullName = (u: UserRecord) => [u.firstName, u.lastName].filter(Boolean).join(' ') || null;
@@ -94,6 +95,16 @@ export async function renderOutboxRow(ctx: SecurityContext, row: OutboxRow): Pro
       if (!content) return null;
       to = user.email;
       rendered = templates.us_signin({ name, code: content.code, link: content.link, within: humanDuration(config.SECURITY_US_TOKEN_VALIDITY) });
+      break;
+    }
+    case 'tf_email_code': {
+      // to the account's address as it is now, while the code is still usable
+      if (!user.active || row.userId !== user.id) return null;
+      const content = await twoFactorMailContent(ctx, payload.code_id, user.id);
+      if (!content) return null;
+      to = user.email;
+      const within = humanDuration(Math.max(60, Math.round((content.expiresAt.getTime() - row.createdAt.getTime()) / 60_000) * 60));
+      rendered = templates.tf_email_code({ name, code: content.code, within, setup: content.purpose === 'setup' });
       break;
     }
     default:

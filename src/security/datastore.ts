@@ -166,10 +166,13 @@ export async function deactivateUser(ctx: SecurityContext, userId: number, db?: 
   return requireUser(db ?? ctx.db, userId);
 }
 
-/** Every passkey and pending WebAuthn ceremony of the user goes (deactivation, admin reset-access). */
+/** Every passkey and pending WebAuthn ceremony of the user goes (deactivation, admin reset-access), and 2FA by keys alone with them. */
 async function revokePasskeys(db: Db, userId: number): Promise<void> {
   await db.delete(webauthnCredentials).where(eq(webauthnCredentials.userId, userId));
   await db.delete(webauthnChallenges).where(eq(webauthnChallenges.userId, userId));
+  // two-factor by security keys alone (method "webauthn") goes with the keys
+  await db.update(users).set({ tfPrimaryMethod: null, tfTotpSecret: null, tfTotpLastStep: null, tfRecoveryCodes: null })
+    .where(and(eq(users.id, userId), eq(users.tfPrimaryMethod, 'webauthn')));
 }
 
 /**

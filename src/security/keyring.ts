@@ -23,6 +23,7 @@ export type KeyPurpose =
   | 'recovery-code'
   | 'idempotency-request'
   | 'us-code' | 'us-code-hash' | 'us-link'
+  | 'tf-email-code' | 'tf-email-code-hash'
   | 'wan-user-handle' | 'wan-state'
   | `link/${LinkPurpose}`
   | `secret-box/${SealPurpose}`;

@@ -8,7 +8,7 @@
 // the address's row lock): no burst of parallel checks on any number of instances verifies more than
 // the threshold. A success clears only the failures counted before it began, never a lock.
 import { and, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
-import { loginAttempts, rateLimits, twoFactorChallenges, users, usSigninCodes, webauthnChallenges } from '../db/schema/index.js';
+import { loginAttempts, rateLimits, twoFactorChallenges, twoFactorEmailCodes, users, usSigninCodes, webauthnChallenges } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import type { Database } from '../db/client.js';
@@ -247,6 +247,29 @@ export async function unlockEmail(ctx: SecurityContext, email: string, db: Datab
  * Deletes state that no longer matters: rate-limit windows that ended, failure records whose window
  * and lock (and the memory of it) are over, two-factor challenges a day past their expiry.
  */
+const mailRateLimited = (retryAfter: number) => new AppError(429, 'RATE_LIMITED', 'Too many codes were requested for this address; try again later', {
+  headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfter))) },
+});
+
+/**
+ * One mailed code against its bucket's send budget (SECURITY_US_SEND_LIMIT; one atomic upsert in
+ * rate_limits, so parallel requests on any instance share it); 429 RATE_LIMITED beyond it. Buckets:
+ * `us-send:<address>` (email sign-in codes), `tf-send:<user id>` (email second-factor codes).
+ */
+export async function countMailSend(ctx: SecurityContext, bucket: string): Promise<void> {
+  const { max, windowSeconds } = ctx.config.SECURITY_US_SEND_LIMIT;
+  const now = ctx.clock.now();
+  const end = new Date(now.getTime() + windowSeconds * 1000).toISOString();
+  const nowIso = now.toISOString();
+  const [row] = await ctx.sql<{ hits: number; end_ms: string }[]>`
+    insert into rate_limits as r (key, hits, expires_at) values (${bucket}, 1, ${end}::timestamptz)
+    on conflict (key) do update set
+      hits = case when r.expires_at <= ${nowIso}::timestamptz then 1 else r.hits + 1 end,
+      expires_at = case when r.expires_at <= ${nowIso}::timestamptz then excluded.expires_at else r.expires_at end
+    returning hits, (extract(epoch from expires_at) * 1000)::bigint::text as end_ms`;
+  if (Number(row!.hits) > max) throw mailRateLimited((Number(row!.end_ms) - now.getTime()) / 1000);
+}
+
 export async function pruneSecurityState(ctx: SecurityContext): Promise<void> {
   const now = ctx.clock.now();
   const { SECURITY_LOCKOUT_WINDOW: window, SECURITY_LOCKOUT_MAX_DURATION: cap } = ctx.config;
@@ -263,4 +286,5 @@ export async function pruneSecurityState(ctx: SecurityContext): Promise<void> {
   // passwordless (security/webauthn.ts, security/unified-signin.ts): ceremonies and email codes a day past their expiry
   await ctx.db.delete(webauthnChallenges).where(lt(webauthnChallenges.expiresAt, new Date(now.getTime() - 86400_000)));
   await ctx.db.delete(usSigninCodes).where(lt(usSigninCodes.expiresAt, new Date(now.getTime() - 86400_000)));
+  await ctx.db.delete(twoFactorEmailCodes).where(lt(twoFactorEmailCodes.expiresAt, new Date(now.getTime() - 86400_000)));
 }

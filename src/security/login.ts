@@ -19,7 +19,8 @@
 //                  'login.failed' {reason}, throw `wrong()` (default 401 INVALID_CREDENTIALS).
 //   5. rules     — inactive → 403 ACCOUNT_DISABLED, unconfirmed (SECURITY_CONFIRMABLE) → 403
 //                  CONFIRMATION_REQUIRED, both INVALID_CREDENTIALS in generic mode; never counted.
-//   6. decide    — 2FA enabled → { kind: 'tf_required', tfToken } (complete it with
+//   6. decide    — 2FA enabled (any method: authenticator, email, security keys) → { kind: 'tf_required',
+//                  tfToken, tfMethod, tfMethods }; the pending login remembers the first factor (complete it with
 //                  completeTwoFactorLogin); a role in SECURITY_TWO_FACTOR_REQUIRED_ROLES without 2FA →
 //                  { kind: 'tf_setup_required', tfToken }; otherwise completeLogin. A method that is
 //                  itself two factors (a user-verifying passkey) passes `secondFactorDone: 'passkey'`.
@@ -48,7 +49,7 @@ import { findUser, normalizeEmail, type UserRecord } from './datastore.js';
 import { NO_SOURCE, audit, scrubDetails, type AuditSource } from './audit.js';
 import { lockoutKey, reserveAttempt, settleFailure, settleNeutral, settleSuccessSql, accountLocked, type Attempt } from './lockout.js';
 import { newSessionValues } from './sessions.js';
-import { createChallenge, twoFactorEnabled, twoFactorRequired, TF_METHOD, validateTwoFactorLogin } from './two-factor.js';
+import { createChallenge, openTwoFactorLogin, twoFactorEnabled, twoFactorRequired, validateTwoFactorLogin, type TfMethod } from './two-factor.js';
 
 export const invalidCredentials = () => new AppError(401, 'INVALID_CREDENTIALS', 'Invalid email or password');
 
@@ -81,7 +82,7 @@ export interface LoginSession {
 }
 export type LoginOutcome =
   | LoginSession
-  | { kind: 'tf_required'; user: UserRecord; tfToken: string; tfMethod: typeof TF_METHOD }
+  | { kind: 'tf_required'; user: UserRecord; tfToken: string; tfMethod: TfMethod; tfMethods: TfMethod[] }
   | { kind: 'tf_setup_required'; user: UserRecord; tfToken: string };
 
 /** The sign-in method in audit details; the password login, the default, is not named (as before the pipeline). */
@@ -170,14 +171,15 @@ async function decideSecondFactor(ctx: SecurityContext, input: {
   if (!input.secondFactorDone) {
     if (twoFactorEnabled(user)) {
       await settleNeutral(ctx, input.attempt);
-      const challenge = await createChallenge(ctx, user, 'login', input.remember);
+      // the pending login remembers its first factor; an email method mails its code here
+      const pending = await openTwoFactorLogin(ctx, user, { remember: input.remember, firstFactor: input.method, source });
       await audit(ctx, { ...source, actorId: source.actorId ?? user.id, action: 'login.second_factor_required', targetUserId: user.id,
         details: methodDetail(input.method) });
-      return { kind: 'tf_required', user, tfToken: challenge.token, tfMethod: TF_METHOD };
+      return { kind: 'tf_required', user, tfToken: pending.token, tfMethod: pending.method, tfMethods: pending.methods };
     }
     if (twoFactorRequired(ctx, user)) {
       await settleNeutral(ctx, input.attempt);
-      const challenge = await createChallenge(ctx, user, 'setup', input.remember);
+      const challenge = await createChallenge(ctx, user, 'setup', input.remember, input.method);
       await audit(ctx, { ...source, actorId: source.actorId ?? user.id, action: 'login.second_factor_setup_required', targetUserId: user.id,
         details: methodDetail(input.method) });
       return { kind: 'tf_setup_required', user, tfToken: challenge.token };
@@ -318,6 +320,7 @@ export function passwordLogin(ctx: SecurityContext, input: { email: string; pass
  */
 export async function completeTwoFactorLogin(ctx: SecurityContext, input: { tfToken: string; code: string; client: ClientInfo; source?: AuditSource }): Promise<LoginSession> {
   const source = input.source ?? NO_SOURCE;
-  const { user, remember, method, attempt } = await validateTwoFactorLogin(ctx, input.tfToken, input.code, source);
-  return completeLogin(ctx, { user, attempt, method: 'password', secondFactor: method, remember, client: input.client, source });
+  const { user, remember, method, firstFactor, attempt } = await validateTwoFactorLogin(ctx, input.tfToken, input.code, source);
+  // audited under the factor that opened the pending login (password, email code or link, OIDC)
+  return completeLogin(ctx, { user, attempt, method: firstFactor, secondFactor: method, remember, client: input.client, source });
 }

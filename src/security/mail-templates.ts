@@ -145,6 +145,17 @@ export const templates = {
     { link: d.link, label: 'Sign me in' },
     { p: 'If you did not ask to sign in, ignore this message: nobody can sign in without the code or the link. Never tell anyone the code.' },
   ]),
+
+  tf_email_code: (d: { name: string | null; code: string; within: string; setup: boolean }) => compose(
+    d.setup ? 'Confirm two-factor sign-in by email' : 'Your two-factor sign-in code', d.name, d.setup
+      ? [
+          { p: `Your County Services confirmation code is ${d.code}. Enter it where you asked for it to receive your second sign-in step by email from now on. It works once and is valid for ${d.within}.` },
+          { p: 'If you did not ask for this, someone may know your password: change it, and ignore this message (nothing changes without the code).' },
+        ]
+      : [
+          { p: `Your County Services two-factor code is ${d.code}. Enter it where you signed in. It works once and is valid for ${d.within}.` },
+          { p: 'If you did not just sign in, someone knows your password: change it now. Never tell anyone the code.' },
+        ]),
 } as const;
 
 export type MailTemplate = keyof typeof templates;

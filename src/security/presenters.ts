@@ -39,7 +39,7 @@ function shapeUser(u: UserRecord, extra: { tfEnabled?: boolean }) {
     permissions: u.permissions,
     county_id: u.countyId,
     department_id: u.departmentId,
-    tf_enabled: extra.tfEnabled ?? (u.tfPrimaryMethod !== null && u.tfTotpSecret !== null),
+    tf_enabled: extra.tfEnabled ?? u.tfPrimaryMethod !== null,
     last_login_at: iso(u.lastLoginAt),
     current_login_at: iso(u.currentLoginAt),
     last_login_ip: u.lastLoginIp,

@@ -19,10 +19,9 @@
 import { and, desc, eq, gt, isNull, lt, sql } from 'drizzle-orm';
 import { createHmac, randomUUID } from 'node:crypto';
 import { users, usSigninCodes, type UsSigninCodeRow } from '../db/schema/index.js';
-import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
 import { findUser, normalizeEmail, type UserRecord } from './datastore.js';
-import { lockoutKey } from './lockout.js';
+import { countMailSend, lockoutKey } from './lockout.js';
 import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
 import { enqueueMail } from './outbox.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
@@ -65,30 +64,11 @@ export function signinLinkUrl(ctx: SecurityContext, token: string): string {
   return `${config.SECURITY_LINK_BASE_URL.replace(/\/+$/, '')}${config.SECURITY_URL_PREFIX}/us-signin/link/${t}`;
 }
 
-const rateLimited = (retryAfter: number) => new AppError(429, 'RATE_LIMITED', 'Too many codes were requested for this address; try again later', {
-  headers: { 'retry-after': String(Math.max(1, Math.ceil(retryAfter))) },
-});
-
-/** One request against the address's send budget; 429 beyond it. Same for known and unknown addresses. */
-async function countSend(ctx: SecurityContext, key: string): Promise<void> {
-  const { max, windowSeconds } = ctx.config.SECURITY_US_SEND_LIMIT;
-  const now = ctx.clock.now();
-  const end = new Date(now.getTime() + windowSeconds * 1000).toISOString();
-  const nowIso = now.toISOString();
-  const [row] = await ctx.sql<{ hits: number; end_ms: string }[]>`
-    insert into rate_limits as r (key, hits, expires_at) values (${`us-send:${key}`}, 1, ${end}::timestamptz)
-    on conflict (key) do update set
-      hits = case when r.expires_at <= ${nowIso}::timestamptz then 1 else r.hits + 1 end,
-      expires_at = case when r.expires_at <= ${nowIso}::timestamptz then excluded.expires_at else r.expires_at end
-    returning hits, (extract(epoch from expires_at) * 1000)::bigint::text as end_ms`;
-  if (Number(row!.hits) > max) throw rateLimited((Number(row!.end_ms) - now.getTime()) / 1000);
-}
-
 /** POST /us-signin/send-code. */
 export async function requestSigninCode(ctx: SecurityContext, identity: string, source: AuditSource = NO_SOURCE): Promise<void> {
   const recipient = normalizeEmail(identity);
   const key = lockoutKey(identity);
-  await countSend(ctx, key);
+  await countMailSend(ctx, `us-send:${key}`);
   const id = randomUUID();
   const now = ctx.clock.now();
   await ctx.db.transaction(async (tx) => {

@@ -175,7 +175,7 @@ export async function listUsersJson(ctx: Pick<SecurityContext, 'db'>, scope: Use
         ${users.phoneNumber} as phone_number, ${users.address} as address, ${users.active} as active,
         ${users.confirmedAt} as confirmed_at, ${users.createdAt} as created_at, ${users.updatedAt} as updated_at,
         ${users.countyId} as county_id, ${users.departmentId} as department_id,
-        (${users.tfPrimaryMethod} is not null and ${users.tfTotpSecret} is not null) as tf_enabled,
+        (${users.tfPrimaryMethod} is not null) as tf_enabled,
         ${users.lastLoginAt} as last_login_at, ${users.currentLoginAt} as current_login_at,
         ${users.lastLoginIp} as last_login_ip, ${users.currentLoginIp} as current_login_ip, ${users.loginCount} as login_count,
         row_number() over (order by ${order}) as n, count(*) over () as total

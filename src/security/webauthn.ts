@@ -16,7 +16,12 @@
 //   verification required, and they sign in on their own. User verification (PIN, biometric) makes
 //   such a sign-in multi-factor, so no second factor is asked for afterwards.
 // - usage "secondary" keys complete a two-factor login (a tf_token); user verification preferred.
-//   Any of the account's keys may serve as a second factor; only "first" keys sign in alone.
+//   Any of the account's keys may serve as a second factor; only "first" keys sign in alone. A
+//   "secondary" key is itself a two-factor method: the first one switches two-factor on for an
+//   account without a code method (users.tf_primary_method "webauthn", security/two-factor.ts
+//   syncKeyTwoFactor; other sessions and pending logins end, as when an authenticator is set up),
+//   deleting the last one switches it off again (unless TOTP or email remain). A user of a role in
+//   SECURITY_TWO_FACTOR_REQUIRED_ROLES cannot delete the key that is their last second factor (403).
 // - Re-authentication (POST /wan-verify) accepts any of the account's keys.
 // - The sign count only moves forward: a signature whose counter is not above the stored one (both
 //   not zero) is refused as a possible cloned authenticator, and the update is conditional, so two
@@ -27,10 +32,10 @@ import {
   type AuthenticationResponseJSON, type AuthenticatorTransport, type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
 import { isoBase64URL } from '@simplewebauthn/server/helpers';
-import { and, asc, eq, gt, isNull, lt, or, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import { createHmac, randomUUID } from 'node:crypto';
 import {
-  sessions, webauthnChallenges, webauthnCredentials,
+  sessions, twoFactorChallenges, webauthnChallenges, webauthnCredentials,
   type WanPurpose, type WanUsage, type WebauthnChallengeRow, type WebauthnCredentialRow,
 } from '../db/schema/index.js';
 import type { Database } from '../db/client.js';
@@ -40,7 +45,7 @@ import { findUser, type UserRecord } from './datastore.js';
 import { requireUserInScope, type Actor } from './users.js';
 import { checkSecret } from './lockout.js';
 import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
-import { consumeTwoFactorLogin, twoFactorEnabled } from './two-factor.js';
+import { consumeTwoFactorLogin, lockUser, pendingFirstFactor, syncKeyTwoFactor, twoFactorRequired } from './two-factor.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { safeEqual } from './tokens.js';
 import { purposeKeyBytes, type KeyPurpose } from './keyring.js';
@@ -181,11 +186,6 @@ export type RequestOptions = Awaited<ReturnType<typeof generateAuthenticationOpt
 export async function beginRegistration(ctx: SecurityContext, user: UserRecord, sessionId: string, input: { name: string; usage: WanUsage }):
 Promise<CeremonyStart<CreationOptions>> {
   const name = credentialName(input.name);
-  // A second-factor key completes the two-factor login of an account that has it; registered on an
-  // account without 2FA it would protect nothing (the password alone would still sign in).
-  if (input.usage === 'secondary' && !twoFactorEnabled(user)) {
-    throw new AppError(409, 'CONFLICT', 'Switch on two-factor authentication (POST /tf-setup) before adding a security key as a second factor');
-  }
   const existing = await listCredentials(ctx.db, user.id);
   if (existing.some((c) => c.name.toLowerCase() === name.toLowerCase())) throw nameTaken();
   const party = rp(ctx);
@@ -239,6 +239,7 @@ export async function finishRegistration(ctx: SecurityContext, state: string, re
   const transports = (response.response.transports ?? info.credential.transports ?? []).filter((t) => /^[a-z-]{1,16}$/.test(t)).slice(0, 8);
   try {
     return await ctx.db.transaction(async (tx) => {
+      await lockUser(tx, user.id);
       const [created] = await tx.insert(webauthnCredentials).values({
         id: randomUUID(), userId: user.id, credentialId: info.credential.id,
         publicKey: isoBase64URL.fromBuffer(info.credential.publicKey), signCount: info.credential.counter,
@@ -248,6 +249,14 @@ export async function finishRegistration(ctx: SecurityContext, state: string, re
       }).returning();
       await audit(ctx, { ...source, action: 'wan.registered', targetUserId: user.id,
         details: { credential: created!.id, name: created!.name, usage: created!.usage } }, tx);
+      const now = ctx.clock.now();
+      if ((await syncKeyTwoFactor(tx, user.id, now)) === 'on') {
+        // two-factor is on from now: like setting up an authenticator, every other session and pending login ends
+        await tx.update(sessions).set({ revokedAt: now, revokedReason: 'tf_enabled' })
+          .where(and(eq(sessions.userId, user.id), isNull(sessions.revokedAt), ne(sessions.id, auth.sessionId)));
+        await tx.delete(twoFactorChallenges).where(eq(twoFactorChallenges.userId, user.id));
+        await audit(ctx, { ...source, action: 'tf.enabled', targetUserId: user.id, details: { method: 'webauthn', forced: false } }, tx);
+      }
       return created!;
     });
   } catch (err) {
@@ -256,12 +265,22 @@ export async function finishRegistration(ctx: SecurityContext, state: string, re
 }
 
 /** POST /wan-delete: by name (case-insensitive). Returns whether a credential went. */
-export async function deleteCredential(ctx: SecurityContext, userId: number, name: string, source: AuditSource = NO_SOURCE): Promise<void> {
-  const rows = await ctx.db.delete(webauthnCredentials)
-    .where(and(eq(webauthnCredentials.userId, userId), sql`lower(${webauthnCredentials.name}) = lower(${name.normalize('NFKC').trim()})`))
-    .returning();
-  if (!rows.length) throw notFound('Passkey');
-  await audit(ctx, { ...source, action: 'wan.deleted', targetUserId: userId, details: { credential: rows[0]!.id, name: rows[0]!.name } });
+export async function deleteCredential(ctx: SecurityContext, user: UserRecord, name: string, source: AuditSource = NO_SOURCE): Promise<void> {
+  const userId = user.id;
+  await ctx.db.transaction(async (tx) => {
+    await lockUser(tx, userId);
+    const rows = await tx.delete(webauthnCredentials)
+      .where(and(eq(webauthnCredentials.userId, userId), sql`lower(${webauthnCredentials.name}) = lower(${name.normalize('NFKC').trim()})`))
+      .returning();
+    if (!rows.length) throw notFound('Passkey');
+    await audit(ctx, { ...source, action: 'wan.deleted', targetUserId: userId, details: { credential: rows[0]!.id, name: rows[0]!.name } }, tx);
+    if ((await syncKeyTwoFactor(tx, userId, ctx.clock.now())) === 'off') {
+      if (twoFactorRequired(ctx, user)) {
+        throw new AppError(403, 'FORBIDDEN', 'Your role requires two-factor authentication and this is your last security key; set up another method first');
+      }
+      await audit(ctx, { ...source, action: 'tf.disabled', targetUserId: userId, details: { method: 'webauthn', keys_removed: 1 } }, tx);
+    }
+  });
 }
 
 /** POST /wan-rename: a new name for the key of that name (case-insensitive). */
@@ -295,11 +314,16 @@ export async function listUserPasskeys(ctx: SecurityContext, actor: Actor, userI
 export async function removeUserPasskey(ctx: SecurityContext, actor: Actor, userId: number, credentialId: string): Promise<void> {
   await ctx.db.transaction(async (tx) => {
     await requireUserInScope(tx, actor.scope, userId);
+    await lockUser(tx, userId);
     const rows = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(credentialId)
       ? await tx.delete(webauthnCredentials).where(and(eq(webauthnCredentials.id, credentialId), eq(webauthnCredentials.userId, userId))).returning()
       : [];
     if (!rows.length) throw notFound('Passkey');
     await audit(ctx, { ...actor, action: 'wan.deleted', targetUserId: userId, details: { credential: credentialId, name: rows[0]!.name, by_admin: true } }, tx);
+    // an admin may remove the last key of a forced role (like reset-access): the next login sets 2FA up again
+    if ((await syncKeyTwoFactor(tx, userId, ctx.clock.now())) === 'off') {
+      await audit(ctx, { ...actor, action: 'tf.disabled', targetUserId: userId, details: { method: 'webauthn', keys_removed: 1, by_admin: true } }, tx);
+    }
   });
 }
 
@@ -432,11 +456,12 @@ export async function passkeyLogin(ctx: SecurityContext, input: PasskeyLoginInpu
   }
   const secondFactor = row.tfChallengeId !== null;
   const resolved = await resolveAssertion(ctx, row, input.response, 'login.failed', source);
+  // the first factor of a completed two-factor login is the one that issued the tf_token
+  const method = secondFactor ? await pendingFirstFactor(ctx, row.tfChallengeId!) : 'passkey';
   let userVerified = false;
   return beginLogin(ctx, {
     identify: { user: resolved.user },
-    // the first factor of a completed two-factor login was the one that issued the tf_token
-    method: secondFactor ? 'password' : 'passkey',
+    method,
     remember: row.remember, client: input.client, source: { ...source, actorId: resolved.user.id },
     wrong: () => webauthnInvalid(),
     secondFactorDone: 'passkey',

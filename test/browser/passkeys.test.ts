@@ -2,9 +2,19 @@
 // authenticators (WebAuthn.enable, WebAuthn.addVirtualAuthenticator: ctap2, internal transport,
 // resident keys, user verification). @simplewebauthn/browser in the page, @simplewebauthn/server in
 // the API, real ceremonies between them: register a passkey on the account page, sign out, sign in
-// with it with no address typed, delete it and see its sign-in refused; then a second authenticator
-// (a USB security key) registered as a second factor completes a password + 2FA login. And "Email me
-// a code" through the real SMTP server.
+// with it with no address typed — by the sign-in form's conditional UI (a get with mediation
+// "conditional", autocomplete="username webauthn") and by the button — delete it and see its sign-in
+// refused; then a second authenticator (a USB security key) registered as a second factor completes
+// a password + 2FA login, also as the only second factor; two-factor by email with "Email me
+// another code". And "Email me a code" through the real SMTP server.
+//
+// Conditional UI, what Chromium can and cannot show headless: PublicKeyCredential
+// .isConditionalMediationAvailable() is true, and with a CDP virtual authenticator a conditional
+// request is answered by the authenticator itself as soon as it holds a discoverable credential for
+// the RP (and refused at once when it holds none). So the test proves the page starts a conditional
+// request with no identity on the sign-in form, that its assertion signs in, that a refused one is
+// shown, and that the button still works beside it; the autofill drop-down a person clicks is
+// browser UI that the virtual environment skips.
 // No skipping: without Chromium the suite fails (CI installs it, see .ci/run).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
@@ -113,7 +123,7 @@ describe('passkeys and email codes in the example SPA (Chromium, virtual authent
 
   let platform = '';
 
-  it('registers a passkey on the account page, signs out, and signs in with it with no address typed', async () => {
+  it('registers a passkey on the account page, signs out, and signs in with it with no address typed: conditional UI, then the button', async () => {
     platform = await addAuthenticator('internal', true);
     await passwordSignin(email);
     await state('signed-in');
@@ -126,19 +136,46 @@ describe('passkeys and email codes in the example SPA (Chromium, virtual authent
     const [row] = await t.db.db.select().from(webauthnCredentials);
     expect(row!.credentialId).toBe(Buffer.from(held[0]!.credentialId, 'base64').toString('base64url'));
 
+    expect(await page.getAttribute('#email', 'autocomplete')).toBe('username webauthn');
+
+    // sign out: the sign-in form at once starts a conditional request with no identity, which the
+    // authenticator answers (headless Chromium skips the autofill UI, see the header): signed in
+    const options = page.waitForRequest((r) => r.url() === `${api}/wan-signin` && r.method() === 'POST');
+    const conditional = page.waitForResponse((r) => r.url().startsWith(`${api}/wan-signin/`) && r.request().method() === 'POST');
+    await Promise.all([page.waitForResponse((r) => r.url() === `${api}/logout`), page.click('#logout-button')]);
+    expect((await options).postDataJSON()).toEqual({});
+    const auto = await conditional;
+    expect(auto.status(), await auto.text()).toBe(200);
+    await state('signed-in');
+    expect(await page.textContent('#user-email')).toBe(email);
+    expect(await page.getAttribute('body', 'data-conditional')).toBe('off');
+    expect((await heldBy(platform))[0]!.signCount).toBeGreaterThanOrEqual(1);
+
+    // the button still works: with the credential out of the authenticator the conditional request
+    // is refused at once (nothing shown); put back, the button's modal ceremony signs in
+    const [saved] = await heldBy(platform);
+    await cdp.send('WebAuthn.clearCredentials', { authenticatorId: platform });
     await signOut();
+    await page.waitForSelector('body[data-conditional="off"]');
+    expect(await page.isHidden('#error')).toBe(true);
+    await cdp.send('WebAuthn.addCredential', { authenticatorId: platform, credential: saved! });
     expect(await page.inputValue('#email')).toBe('');
     const finish = await passkeyButton();
     expect(finish.status(), await finish.text()).toBe(200);
     await state('signed-in');
     expect(await page.textContent('#user-email')).toBe(email);
-    expect((await heldBy(platform))[0]!.signCount).toBeGreaterThanOrEqual(1);
   });
 
   it('deletes the passkey on the account page; the authenticator still offers it, and the API refuses it', async () => {
     await page.click('#passkeys tr[data-passkey-name="This laptop"] .passkey-delete');
     await page.waitForSelector('#passkeys tr[data-passkey-name="This laptop"]', { state: 'detached' });
-    await signOut();
+    // the conditional request on the sign-in form offers the deleted passkey: refused, and said so
+    const conditional = page.waitForResponse((r) => r.url().startsWith(`${api}/wan-signin/`) && r.request().method() === 'POST');
+    await Promise.all([page.waitForResponse((r) => r.url() === `${api}/logout`), page.click('#logout-button')]);
+    expect((await conditional).status()).toBe(401);
+    await page.waitForSelector('#error:not([hidden])');
+    expect(await page.textContent('#error')).toMatch(/\(WEBAUTHN_INVALID\)$/);
+    // and the button's ceremony alike
     const finish = await passkeyButton();
     expect(finish.status()).toBe(401);
     expect(((await finish.json()) as { code: string }).code).toBe('WEBAUTHN_INVALID');
@@ -147,9 +184,11 @@ describe('passkeys and email codes in the example SPA (Chromium, virtual authent
     expect(await page.getAttribute('body', 'data-state')).toBe('signed-out');
   });
 
+  let securityKey = '';
+
   it('a second authenticator (a USB security key) registered as a second factor completes a password + 2FA login', async () => {
     await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId: platform });
-    const securityKey = await addAuthenticator('usb', false);
+    securityKey = await addAuthenticator('usb', false);
     const tfEmail = 'quinn@example.com';
     await makeUser(t.ctx, { email: tfEmail });
     // two-factor authentication on (authenticator app) through the API
@@ -181,6 +220,59 @@ describe('passkeys and email codes in the example SPA (Chromium, virtual authent
     expect(finish.status(), await finish.text()).toBe(200);
     await state('signed-in');
     expect(await page.textContent('#user-email')).toBe(tfEmail);
+    await signOut();
+  });
+
+  it('a security key as the only second factor: added with no 2FA, it switches two-factor on; the code step offers just the key', async () => {
+    const keyEmail = 'rae@example.com';
+    await makeUser(t.ctx, { email: keyEmail });
+    await passwordSignin(keyEmail);
+    await state('signed-in'); // no two-factor yet
+    await addPasskey('Green key', 'secondary');
+    await signOut();
+
+    await passwordSignin(keyEmail);
+    await page.waitForSelector('#tf-form:not([hidden])');
+    expect(await page.isVisible('#tf-passkey')).toBe(true);
+    expect(await page.isHidden('#tf-resend')).toBe(true);
+    expect(await page.textContent('#status')).toContain('use your security key');
+    const [finish] = await Promise.all([
+      page.waitForResponse((r) => r.url().startsWith(`${api}/wan-signin/`) && r.request().method() === 'POST'),
+      page.click('#tf-passkey'),
+    ]);
+    expect(finish.status(), await finish.text()).toBe(200);
+    await state('signed-in');
+    expect(await page.textContent('#user-email')).toBe(keyEmail);
+    expect(await heldBy(securityKey)).toHaveLength(2);
+    await signOut();
+  });
+
+  it('two-factor by email: the code step says a code was mailed, "Email me another code" mails one, it completes the login', async () => {
+    const mailEmail = 'sol@example.com';
+    await makeUser(t.ctx, { email: mailEmail });
+    const access = (await t.app.inject({ method: 'POST', url: '/login', payload: { email: mailEmail, password: GOOD_PASSWORD } })).json().access_token;
+    const auth = { authorization: `Bearer ${access}` };
+    const setup = await t.app.inject({ method: 'POST', url: '/tf-setup', headers: auth, payload: { method: 'email' } });
+    expect(setup.statusCode, setup.body).toBe(200);
+    smtp.clear();
+    await t.deliver(1);
+    const setupCode = /confirmation code is ([0-9]{6})/.exec(smtp.to(mailEmail).at(-1)!.text)![1]!;
+    expect((await t.app.inject({ method: 'POST', url: `/tf-setup/${setup.json().tf_setup_token}`, headers: auth, payload: { code: setupCode } })).statusCode).toBe(200);
+
+    smtp.clear();
+    await passwordSignin(mailEmail);
+    await page.waitForSelector('#tf-form:not([hidden])');
+    expect(await page.textContent('#status')).toContain('we emailed you a code');
+    expect(await page.isHidden('#tf-passkey')).toBe(true);
+    await t.deliver(1);
+    const [resent] = await Promise.all([page.waitForResponse((r) => r.url() === `${api}/tf-send-code`), page.click('#tf-resend')]);
+    expect(resent.status()).toBe(202);
+    await t.deliver(2);
+    const code = /two-factor code is ([0-9]{6})/.exec(smtp.to(mailEmail).at(-1)!.text)![1]!;
+    await page.fill('#tf-code', code);
+    await page.click('#tf-button');
+    await state('signed-in');
+    expect(await page.textContent('#user-email')).toBe(mailEmail);
     await signOut();
   });
 

@@ -172,8 +172,9 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
         tags: WAN_TAG, security: SECURED, operationId: 'startPasskeyRegistration', summary: 'Start registering a passkey or security key',
         description: 'Needs a fresh session (else 401 REAUTH_REQUIRED; POST /verify or /wan-verify). Returns WebAuthn creation options ' +
           '(attestation "none"; "first" asks for a discoverable credential with user verification) and a wan_state that only this ' +
-          'session can answer. 409 CONFLICT when the name is taken, or for a "secondary" key while two-factor authentication is ' +
-          'off (a second factor needs a first login step to complete). Personal access tokens: 403.',
+          'session can answer. 409 CONFLICT when the name is taken. A "secondary" key is a two-factor method of its own: the ' +
+          'first one on an account without two-factor authentication switches it on (see POST /wan-register/{wan_state}). ' +
+          'Personal access tokens: 403.',
         body: WanRegisterBody,
         response: { 200: CreationOptionsResponse, ...bodyErrors(401, 403, 404, 409) },
       },
@@ -186,8 +187,10 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
     s.post(`${prefix}/wan-register/:wan_state`, {
       schema: {
         tags: WAN_TAG, security: SECURED, operationId: 'finishPasskeyRegistration', summary: 'Register the passkey (the browser\'s attestation)',
-        description: 'Stores the public key. 400 WEBAUTHN_INVALID for a bad or replayed attestation, another session\'s or an expired ' +
-          'challenge, a wrong origin or RP id; 409 CONFLICT when the authenticator is already registered.',
+        description: 'Stores the public key. The first "secondary" key of an account without two-factor authentication switches ' +
+          'it on (method "webauthn": logins then answer tf_required and the key completes them); the user\'s other sessions and ' +
+          'pending logins end, as when an authenticator app is set up. 400 WEBAUTHN_INVALID for a bad or replayed attestation, ' +
+          'another session\'s or an expired challenge, a wrong origin or RP id; 409 CONFLICT when the authenticator is already registered.',
         params: WanStateParam,
         body: WanRegisterFinishBody,
         response: { 201: WanCredentialResponse, ...bodyErrors(401, 403, 404, 409) },
@@ -223,12 +226,14 @@ export default async function passwordlessRoutes(root: FastifyInstance) {
       preHandler: requireFresh,
       schema: {
         tags: WAN_TAG, security: SECURED, operationId: 'deletePasskey', summary: 'Delete one of your passkeys (by name)',
-        description: 'Needs a fresh session. The key stops working at once. 404 when you have no key of that name.',
+        description: 'Needs a fresh session. The key stops working at once. Deleting the last "secondary" key of an account ' +
+          'whose only two-factor method is security keys switches two-factor off; 403 FORBIDDEN instead when one of your roles ' +
+          'is in SECURITY_TWO_FACTOR_REQUIRED_ROLES. 404 when you have no key of that name.',
         body: WanDeleteBody,
         response: { 204: Type.Null({ description: 'Deleted' }), ...bodyErrors(401, 403, 404) },
       },
     }, async (request, reply) => {
-      await deleteCredential(ctx, auth(request).user.id, request.body.name, auditSource(request));
+      await deleteCredential(ctx, auth(request).user, request.body.name, auditSource(request));
       return reply.code(204).send(null);
     });
 

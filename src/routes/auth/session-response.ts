@@ -29,7 +29,9 @@ export function sessionResponder(app: FastifyInstance) {
 
   /** A LoginOutcome of security/login.ts as JSON: the session answer, or the two-factor step (no session, no cookie). */
   function loginAnswer(reply: FastifyReply, outcome: LoginOutcome) {
-    if (outcome.kind === 'tf_required') return { tf_required: true as const, tf_token: outcome.tfToken, tf_method: outcome.tfMethod };
+    if (outcome.kind === 'tf_required') {
+      return { tf_required: true as const, tf_token: outcome.tfToken, tf_method: outcome.tfMethod, tf_methods: outcome.tfMethods };
+    }
     return setupOrSessionAnswer(reply, outcome);
   }
 

@@ -9,10 +9,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { generate } from 'otplib';
-import { eq } from 'drizzle-orm';
+import { and, desc, eq } from 'drizzle-orm';
 import { buildTestApp, createTestDatabase, makeUser, type TestApp, type TestDatabase } from '../../support/helper.js';
 import { cookieHeader, freePort, startIdp, type CookieJar, type TestIdp } from '../../support/idp.js';
-import { oauthIdentities, oauthStates, users } from '../../../src/db/schema/index.js';
+import { auditEvents, oauthIdentities, oauthStates, users } from '../../../src/db/schema/index.js';
 import { deactivateUser, findUser } from '../../../src/security/datastore.js';
 
 const NEXT = 'https://app.example.test/oauth/done';
@@ -422,6 +422,10 @@ describe('forced two-factor authentication', () => {
       payload: { tf_token: r.body.tf_token, code: await generate({ secret: setup.secret, epoch: epoch() }) } });
     expect(tf.statusCode, tf.body).toBe(200);
     expect(tf.json().user.email).toBe('nia@example.com');
+    // the completed login is audited under its real first factor, the provider
+    const [event] = await t.db.db.select().from(auditEvents)
+      .where(and(eq(auditEvents.targetUserId, local.id), eq(auditEvents.action, 'login.succeeded'))).orderBy(desc(auditEvents.id)).limit(1);
+    expect(event!.details).toMatchObject({ method: 'oidc', second_factor: 'totp' });
   });
 
   it('a provider marked trusted_mfa completes the login', async () => {

@@ -10,6 +10,9 @@ import { and, eq, isNull, sql } from 'drizzle-orm';
 import { generate } from 'otplib';
 import { auditEvents, sessions, webauthnChallenges, webauthnCredentials } from '../../../src/db/schema/index.js';
 import { deactivateUser, resetUserAccess } from '../../../src/security/datastore.js';
+import { removeUserPasskey } from '../../../src/security/webauthn.js';
+import { systemActor } from '../../../src/security/users.js';
+import { NO_SOURCE } from '../../../src/security/audit.js';
 import { SoftwareAuthenticator, FLAG_UV } from '../../support/authenticator.js';
 import {
   bearer, buildTestApp, createTestDatabase, envelopeOf, GOOD_PASSWORD, login, makeUser, TestClock, type TestApp, type TestDatabase,
@@ -317,12 +320,144 @@ describe('passkeys (WebAuthn)', () => {
     return res.json().tf_token as string;
   }
 
-  it('a secondary key needs two-factor authentication on (409 otherwise: it would protect nothing)', async () => {
+  const methodOf = async (userId: number) =>
+    (await t.db.sql`select tf_primary_method as m from users where id = ${userId}` as unknown as [{ m: string | null }])[0].m;
+
+  /** Finishes a registration the test started: the attestation of a new software key. */
+  async function finishRegistration(access: string, start: { wan_state: string; credential_options: object }, key = new SoftwareAuthenticator(ORIGIN, RP_ID)) {
+    const res = await post(t.app, `/wan-register/${start.wan_state}`, { credential: key.create(start.credential_options as never, { uv: false }) }, bearer(access));
+    return { res, key };
+  }
+
+  it('a security key alone switches two-factor on: password login answers tf_required (method webauthn), the key completes it', async () => {
     const user = await makeUser(t.ctx);
     const s = await login(t.app, user.email);
-    const res = await post(t.app, '/wan-register', { name: 'Yubikey', usage: 'secondary' }, bearer(s.access_token));
-    expect(res.statusCode).toBe(409);
-    expect(envelopeOf(res).code).toBe('CONFLICT');
+    const other = await login(t.app, user.email);
+    const { res: reg, key } = await finishRegistration(s.access_token, await startRegistration(s.access_token, 'Yubikey', 'secondary'));
+    expect(reg.statusCode, reg.body).toBe(201);
+    expect(await methodOf(user.id)).toBe('webauthn');
+    const me = await t.app.inject({ url: '/auth/current-user', headers: bearer(s.access_token) });
+    expect(me.json().user?.tf_enabled ?? me.json().tf_enabled).toBe(true);
+    // like setting up an authenticator: the other session (opened without the key) ended, this one stays
+    expect((await t.app.inject({ url: '/auth/current-user', headers: bearer(other.access_token) })).statusCode).toBe(401);
+
+    const first = await post(t.app, '/login', { email: user.email, password: GOOD_PASSWORD });
+    expect(first.statusCode).toBe(200);
+    expect(first.json()).toEqual({ tf_required: true, tf_token: expect.any(String), tf_method: 'webauthn', tf_methods: ['webauthn'] });
+    // no code method: a 6-digit code cannot complete it (and counts as a wrong second factor)
+    const wrong = await post(t.app, '/tf-validate', { tf_token: first.json().tf_token, code: '123456' });
+    expect(wrong.statusCode).toBe(401);
+    const o = await signinOptions({ tf_token: first.json().tf_token });
+    const done = await post(t.app, `/wan-signin/${o.wan_state}`, { credential: key.get(o.credential_options, { uv: false }) });
+    expect(done.statusCode, done.body).toBe(200);
+    expect(done.json().user.email).toBe(user.email);
+    const [event] = await t.db.db.select().from(auditEvents)
+      .where(and(eq(auditEvents.targetUserId, user.id), eq(auditEvents.action, 'login.succeeded'))).orderBy(sql`id desc`).limit(1);
+    expect(event!.details).toMatchObject({ second_factor: 'passkey' });
+    expect(event!.details).not.toHaveProperty('method'); // the first factor was the password (not named)
+  });
+
+  it('deleting the last second-factor key switches two-factor off again; with TOTP left it stays on', async () => {
+    const user = await makeUser(t.ctx);
+    const s = await login(t.app, user.email);
+    expect((await finishRegistration(s.access_token, await startRegistration(s.access_token, 'A', 'secondary'))).res.statusCode).toBe(201);
+    expect((await finishRegistration(s.access_token, await startRegistration(s.access_token, 'B', 'secondary'))).res.statusCode).toBe(201);
+    expect((await post(t.app, '/wan-delete', { name: 'A' }, bearer(s.access_token))).statusCode).toBe(204);
+    expect(await methodOf(user.id)).toBe('webauthn');
+    expect((await post(t.app, '/login', { email: user.email, password: GOOD_PASSWORD })).json().tf_required).toBe(true);
+    expect((await post(t.app, '/wan-delete', { name: 'B' }, bearer(s.access_token))).statusCode).toBe(204);
+    expect(await methodOf(user.id)).toBeNull();
+    const plain = await post(t.app, '/login', { email: user.email, password: GOOD_PASSWORD });
+    expect(plain.json().access_token).toEqual(expect.any(String));
+
+    // TOTP and a key: deleting the key leaves TOTP on
+    const totp = await enrolledTotp();
+    expect((await finishRegistration(totp.access, await startRegistration(totp.access, 'C', 'secondary'))).res.statusCode).toBe(201);
+    const tf = await post(t.app, '/login', { email: totp.user.email, password: GOOD_PASSWORD });
+    expect(tf.json()).toMatchObject({ tf_method: 'authenticator', tf_methods: ['authenticator', 'webauthn'] });
+    expect((await post(t.app, '/wan-delete', { name: 'C' }, bearer(totp.access))).statusCode).toBe(204);
+    expect(await methodOf(totp.user.id)).toBe('authenticator');
+  });
+
+  it('the login answer is a rule of the account\'s methods: every combination of code method × second-factor key × passkey', async () => {
+    const codeMethods = [null, 'authenticator', 'email'] as const;
+    for (const codeMethod of codeMethods) {
+      for (const secondary of [false, true]) {
+        for (const passkey of [false, true]) {
+          const user = await makeUser(t.ctx);
+          const s = await login(t.app, user.email);
+          if (passkey) {
+            const start = await startRegistration(s.access_token, 'Passkey', 'first');
+            const done = await post(t.app, `/wan-register/${start.wan_state}`, { credential: new SoftwareAuthenticator(ORIGIN, RP_ID).create(start.credential_options as never) }, bearer(s.access_token));
+            expect(done.statusCode, done.body).toBe(201);
+          }
+          if (secondary) expect((await finishRegistration(s.access_token, await startRegistration(s.access_token, 'Key', 'secondary'))).res.statusCode).toBe(201);
+          if (codeMethod) {
+            await t.db.sql`update users set tf_primary_method = ${codeMethod},
+              tf_totp_secret = ${codeMethod === 'authenticator' ? 'sealed-secret-never-opened-at-login' : null} where id = ${user.id}`;
+          }
+          const res = await post(t.app, '/login', { email: user.email, password: GOOD_PASSWORD });
+          const label = `code method ${codeMethod}, secondary key ${secondary}, passkey ${passkey}: ${res.body}`;
+          expect(res.statusCode, label).toBe(200);
+          if (codeMethod === null && !secondary) {
+            expect(res.json().access_token, label).toEqual(expect.any(String));
+            continue;
+          }
+          expect(res.json(), label).toEqual({
+            tf_required: true, tf_token: expect.any(String), tf_method: codeMethod ?? 'webauthn',
+            tf_methods: [...(codeMethod ? [codeMethod] : []), ...(secondary || passkey ? ['webauthn'] : [])],
+          });
+        }
+      }
+    }
+  });
+
+  it('concurrent: deleting the last key while another registers never leaves two-factor off with a key, or on with none (20 rounds)', async () => {
+    for (let round = 0; round < 20; round++) {
+      const user = await makeUser(t.ctx);
+      const s = await login(t.app, user.email);
+      expect((await finishRegistration(s.access_token, await startRegistration(s.access_token, 'old', 'secondary'))).res.statusCode).toBe(201);
+      const start = await startRegistration(s.access_token, 'new', 'secondary');
+      const [del, reg] = await Promise.all([
+        post(t.app, '/wan-delete', { name: 'old' }, bearer(s.access_token)),
+        finishRegistration(s.access_token, start).then((r) => r.res),
+      ]);
+      expect([del.statusCode, reg.statusCode]).toEqual([204, 201]);
+      expect(await methodOf(user.id)).toBe('webauthn');
+      // and two parallel deletions of the last two keys: off, exactly
+      expect((await finishRegistration(s.access_token, await startRegistration(s.access_token, 'third', 'secondary'))).res.statusCode).toBe(201);
+      const both = await Promise.all(['new', 'third'].map((name) => post(t.app, '/wan-delete', { name }, bearer(s.access_token))));
+      expect(both.map((r) => r.statusCode)).toEqual([204, 204]);
+      expect(await methodOf(user.id)).toBeNull();
+    }
+  });
+
+  it('forced roles accept a security key as the method; the last one cannot be deleted by its owner (403), an admin can', async () => {
+    const forced = await buildTestApp(database, {
+      SECURITY_WAN_RP_ID: RP_ID, SECURITY_WAN_ALLOWED_ORIGINS: ORIGIN, SECURITY_FRESHNESS: '600', SECURITY_TWO_FACTOR_REQUIRED_ROLES: 'Citizen',
+    }, clock);
+    try {
+      const user = await makeUser(t.ctx);
+      const s = await login(t.app, user.email); // the unforced instance: a session to register with
+      const { key } = await finishRegistration(s.access_token, await startRegistration(s.access_token, 'Only', 'secondary'));
+      const res = await post(forced.app, '/login', { email: user.email, password: GOOD_PASSWORD });
+      expect(res.json()).toEqual({ tf_required: true, tf_token: expect.any(String), tf_method: 'webauthn', tf_methods: ['webauthn'] });
+      const o = await post(forced.app, '/wan-signin', { tf_token: res.json().tf_token });
+      const done = await post(forced.app, `/wan-signin/${o.json().wan_state}`, { credential: key.get(o.json().credential_options, { uv: false }) });
+      expect(done.statusCode, done.body).toBe(200);
+      const del = await post(forced.app, '/wan-delete', { name: 'Only' }, bearer(done.json().access_token));
+      expect(del.statusCode).toBe(403);
+      expect(envelopeOf(del).code).toBe('FORBIDDEN');
+      expect(await methodOf(user.id)).toBe('webauthn');
+      const rows = await t.db.db.select().from(webauthnCredentials).where(eq(webauthnCredentials.userId, user.id));
+      expect(rows).toHaveLength(1);
+      // the operator (the CLI's system actor, as the admin API) may: two-factor goes off, the next login sets it up again
+      await removeUserPasskey(forced.ctx, systemActor(NO_SOURCE), user.id, rows[0]!.id);
+      expect(await methodOf(user.id)).toBeNull();
+      expect((await post(forced.app, '/login', { email: user.email, password: GOOD_PASSWORD })).json()).toMatchObject({ tf_setup_required: true });
+    } finally {
+      await forced.close();
+    }
   });
 
   it('a secondary key completes a two-factor login (tf_token), once; the tf_token is used up', async () => {

@@ -69,7 +69,8 @@ describe('two-factor authentication (TOTP)', () => {
       const res = await post(t.app, '/tf-setup', { method: 'authenticator' }, bearer(access_token));
       expect(res.statusCode, res.body).toBe(200);
       const body = res.json();
-      expect(Object.keys(body).sort()).toEqual(['expires_in', 'otpauth_uri', 'qr_code', 'secret', 'tf_setup_token']);
+      expect(Object.keys(body).sort()).toEqual(['expires_in', 'method', 'otpauth_uri', 'qr_code', 'secret', 'tf_setup_token']);
+      expect(body.method).toBe('authenticator');
       expect(body.secret).toMatch(/^[A-Z2-7]{32}$/);
       expect(body.otpauth_uri).toMatch(/^otpauth:\/\/totp\/County%20Services:/);
       expect(body.otpauth_uri).toContain(`secret=${body.secret}`);
@@ -154,11 +155,12 @@ describe('two-factor authentication (TOTP)', () => {
   }
 
   describe('login', () => {
-    it('POST /login answers {tf_required, tf_token, tf_method} and nothing else: no session, no cookie', async () => {
+    it('POST /login answers {tf_required, tf_token, tf_method, tf_methods} and nothing else: no session, no cookie', async () => {
       const { user } = await enrolled();
       const res = await passwordLogin(user.email);
-      expect(Object.keys(res.json()).sort()).toEqual(['tf_method', 'tf_required', 'tf_token']);
+      expect(Object.keys(res.json()).sort()).toEqual(['tf_method', 'tf_methods', 'tf_required', 'tf_token']);
       expect(res.json().tf_method).toBe('authenticator');
+      expect(res.json().tf_methods).toEqual(['authenticator']);
       expect(res.headers['set-cookie']).toBeUndefined();
       const [{ n }] = await t.db.sql`select count(*)::int as n from sessions where user_id = ${user.id} and revoked_at is null` as unknown as [{ n: number }];
       // only the session the enrolment used

@@ -174,7 +174,7 @@ describe('unified sign-in by email (/us-signin)', () => {
     const mail = await mailFor(user.email);
     const res = await signin(user.email, codeOf(mail));
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toEqual({ tf_required: true, tf_token: expect.any(String), tf_method: 'authenticator' });
+    expect(res.json()).toEqual({ tf_required: true, tf_token: expect.any(String), tf_method: 'authenticator', tf_methods: ['authenticator'] });
     expect(res.cookies.some((c) => c.name === 'session')).toBe(false);
   });
 
