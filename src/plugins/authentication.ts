@@ -40,6 +40,12 @@ export interface TokenIssuer {
 declare module 'fastify' {
   interface FastifyRequest {
     auth: RequestAuth | null;
+    /**
+     * Set by a handler whose request changed nothing any instance's cache holds in a way that could
+     * let a stale copy allow what fresh state would not (a refresh rotation): the answer does not wait
+     * for the cache sync.
+     */
+    authUnchanged: boolean;
   }
   interface FastifyInstance {
     security: SecurityContext;
@@ -88,6 +94,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
   const { config } = ctx;
   app.decorate('security', ctx);
   app.decorateRequest('auth', null);
+  app.decorateRequest('authUnchanged', false);
 
   // Per-instance caches, kept consistent across instances by the listener, the lease and the marker
   // protocol (security/cache-protocol.ts, docs/consistency.md).
@@ -117,7 +124,7 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     // A request that may have changed state answers only after every instance that may serve cached
     // state has applied the change (or can no longer serve cached state).
     app.addHook('onSend', (request, reply, payload, done) => {
-      if (!UNSAFE.has(request.method) || reply.statusCode >= 500 || request.routeOptions.config?.authSync === false) return done(null, payload);
+      if (!UNSAFE.has(request.method) || reply.statusCode >= 500 || request.routeOptions.config?.authSync === false || request.authUnchanged) return done(null, payload);
       n.sync(ctx.sql).then(() => done(null, payload), done);
     });
   }

@@ -152,6 +152,26 @@ export async function rotateRefreshToken(ctx: SecurityContext, presented: string
   const keys = keysFor(ctx);
   const presentedHash = sha256(presented);
 
+  // The common case, the current token of a live session, in two statements and no transaction: read
+  // the state, then rotate only if the token is still the current one (the update's condition is
+  // re-checked on the locked row, so of two parallel rotations exactly one matches). Anything else —
+  // an older token, a race lost, a dead session — takes the locked path below, which decides it.
+  const state = await loadAuthState(ctx, parsed.sessionId);
+  const s0 = state?.session;
+  if (state && s0 && s0.kind === 'login' && state.user.active && safeEqual(presentedHash, s0.refreshTokenHash) &&
+    sessionProblem(ctx, s0, now, ctx.config.SECURITY_REFRESH_TOKEN_MAX_IDLE) === null) {
+    const generation = s0.refreshGeneration + 1;
+    const refreshToken = makeRefreshToken(keys[0]!, s0.id, generation, s0.refreshSeed);
+    const [updated] = await ctx.db.update(sessions).set({
+      refreshTokenHash: sha256(refreshToken),
+      previousRefreshHash: s0.refreshTokenHash,
+      refreshGeneration: generation,
+      rotatedAt: now,
+      lastUsedAt: now,
+    }).where(and(eq(sessions.id, s0.id), eq(sessions.refreshTokenHash, presentedHash), isNull(sessions.revokedAt))).returning();
+    if (updated) return { user: state.user, session: updated, refreshToken, replay: false };
+  }
+
   const outcome = await ctx.db.transaction(async (tx) => {
     const [s] = await tx.select().from(sessions).where(eq(sessions.id, parsed.sessionId)).for('update');
     if (!s) return { error: 'invalid' as const };

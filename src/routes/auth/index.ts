@@ -99,6 +99,10 @@ export default async function authRoutes(root: FastifyInstance) {
       },
     }, async (request, reply) => {
       const r = await rotateRefreshToken(ctx, request.body.refresh_token, auditSource(request));
+      // A rotation changes the refresh columns and last_used_at only: a cached copy elsewhere is at
+      // worst older, which can only reject (and rejections are re-decided on fresh state). A revocation
+      // (reuse) is an error answer, which syncs as usual.
+      request.authUnchanged = true;
       return tokenResponse(reply, r.user, r.session, r.refreshToken, r.session.remember);
     });
   });
