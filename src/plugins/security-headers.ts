@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config.js';
 
+/** The docs page (Swagger UI, an HTML document): helmet's document set. */
 export function helmetOptions(config: Config): HelmetOptions {
   return {
     contentSecurityPolicy: {
@@ -23,10 +24,33 @@ export function helmetOptions(config: Config): HelmetOptions {
         formAction: ["'self'"],
       },
     },
-    frameguard: { action: 'deny' },
+    xFrameOptions: { action: 'deny' },
     strictTransportSecurity: config.NODE_ENV === 'production' ? { maxAge: 31536000, includeSubDomains: true } : false,
     referrerPolicy: { policy: 'no-referrer' },
     crossOriginResourcePolicy: { policy: 'same-site' },
+  };
+}
+
+/**
+ * Every JSON answer: what a response that is never rendered as a document needs (OWASP REST
+ * Security Cheat Sheet): a CSP that allows nothing, frame denial, nosniff, no referrer, same-site
+ * resource policy, HSTS in production. The document-only headers (opener policy, origin-agent
+ * cluster, DNS prefetch, IE download options, Flash/PDF cross-domain policies, the legacy XSS
+ * auditor) protect pages, and cost bytes and header processing on every answer.
+ */
+export function apiHelmetOptions(config: Config): HelmetOptions {
+  return {
+    contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+    xFrameOptions: { action: 'deny' },
+    strictTransportSecurity: config.NODE_ENV === 'production' ? { maxAge: 31536000, includeSubDomains: true } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+    crossOriginResourcePolicy: { policy: 'same-site' },
+    crossOriginOpenerPolicy: false,
+    originAgentCluster: false,
+    xDnsPrefetchControl: false,
+    xDownloadOptions: false,
+    xPermittedCrossDomainPolicies: false,
+    xXssProtection: false,
   };
 }
 
@@ -41,19 +65,28 @@ export function computeSecurityHeaders(options: HelmetOptions): Record<string, s
   return headers;
 }
 
-/** Every header this plugin sets on every response (the error handler also sets them, see plugins/errors.ts). */
+/** Every header this plugin sets on every API response (the error handler also sets them, see plugins/errors.ts). */
 export function securityHeaderSet(config: Config): Record<string, string> {
   return {
-    ...computeSecurityHeaders(helmetOptions(config)),
+    ...computeSecurityHeaders(apiHelmetOptions(config)),
     // Nothing this API returns may be cached by browsers or proxies (the docs' static assets set their own).
     'cache-control': 'no-store',
   };
 }
 
+/** The docs page's set: helmet's document headers. */
+export function documentHeaderSet(config: Config): Record<string, string> {
+  return { ...computeSecurityHeaders(helmetOptions(config)), 'cache-control': 'no-store' };
+}
+
+/** The docs UI's routes (plugins/openapi.ts serves it under this prefix). */
+const DOCS_PREFIX = '/docs';
+
 async function securityHeadersPlugin(app: FastifyInstance, opts: { config: Config }) {
-  const headers = securityHeaderSet(opts.config);
+  const api = securityHeaderSet(opts.config);
+  const documents = documentHeaderSet(opts.config);
   app.addHook('onRequest', (request, reply, done) => {
-    reply.headers(headers);
+    reply.headers(request.routeOptions.url?.startsWith(DOCS_PREFIX) ? documents : api);
     reply.header('x-request-id', request.id);
     done();
   });

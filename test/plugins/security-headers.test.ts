@@ -9,6 +9,10 @@ import {
   buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase, listen,
 } from '../support/helper.js';
 
+/** Headers that protect pages: the docs page has them, JSON answers do not. */
+const DOCUMENT_ONLY = ['cross-origin-opener-policy', 'origin-agent-cluster', 'x-dns-prefetch-control', 'x-download-options',
+  'x-permitted-cross-domain-policies', 'x-xss-protection'];
+
 function expectSecurityHeaders(h: Headers, where: string, opts: { noStore?: boolean } = {}) {
   expect(h.get('x-content-type-options'), where).toBe('nosniff');
   expect(h.get('x-frame-options'), where).toBe('DENY');
@@ -56,6 +60,10 @@ describe('security headers on every route class (real HTTP)', () => {
       const res = await pending;
       expect(res.status, where).toBe(status);
       expectSecurityHeaders(res.headers, where);
+      // a JSON answer: a CSP that allows nothing, and none of the document-only headers
+      expect(res.headers.get('content-security-policy'), where).toBe("default-src 'none';frame-ancestors 'none'");
+      expect(res.headers.get('cross-origin-resource-policy'), where).toBe('same-site');
+      for (const page of DOCUMENT_ONLY) expect(res.headers.get(page), `${where}: ${page}`).toBeNull();
       await res.arrayBuffer();
     }
     expect(login.headers.get('cache-control')).toBe('no-store');
@@ -69,6 +77,12 @@ describe('security headers on every route class (real HTTP)', () => {
 
     const docs = await fetch(`${base}/docs`, { redirect: 'manual' });
     expectSecurityHeaders(docs.headers, 'docs', { noStore: false });
+    const page = await fetch(`${base}/docs/`, { redirect: 'manual' });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    expectSecurityHeaders(page.headers, 'docs page', { noStore: false });
+    for (const h of DOCUMENT_ONLY) expect(page.headers.get(h), `docs page: ${h}`).not.toBeNull();
+    await page.arrayBuffer();
     const spec = await fetch(`${base}/openapi.json`);
     expectSecurityHeaders(spec.headers, 'openapi.json');
   });
