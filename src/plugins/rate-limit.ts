@@ -153,6 +153,8 @@ async function rateLimitPlugin(app: FastifyInstance) {
   let global = limiter('global', config.RATE_LIMIT_GLOBAL);
   // The decision without a promise, when this instance can take it alone (the batched budget's fast path).
   let globalLocal: (req: FastifyRequest) => Outcome | null | undefined = () => undefined;
+  // On a route with a class: the view's decision, counted for the next flush (SharedBudget.takeCounted).
+  let globalCounted: (req: FastifyRequest) => Outcome | undefined = () => undefined;
   if (config.RATE_LIMIT_STORE === 'postgres') {
     const budget = new SharedBudget(ctx.sql, ctx.clock, { max: config.RATE_LIMIT_GLOBAL.max, windowMs: config.RATE_LIMIT_GLOBAL.windowSeconds * 1000 },
       config.RATE_LIMIT_FLUSH_INTERVAL_MS);
@@ -167,6 +169,7 @@ async function rateLimitPlugin(app: FastifyInstance) {
       const d = budget.takeLocal(globalKey(req));
       return d ? outcome(d) : undefined;
     };
+    globalCounted = (req) => outcome(budget.takeCounted(globalKey(req)));
   }
   const classes: Record<RateLimitClass, ReturnType<typeof limiter>> = {
     auth: limiter('auth', config.RATE_LIMIT_AUTH),
@@ -196,10 +199,12 @@ async function rateLimitPlugin(app: FastifyInstance) {
   };
 
   // Every request passes here: a request the global budget decides locally, on a route without a
-  // class, costs no promise and no statement.
+  // class, costs no promise and no statement; on a route with a class, the class's exact count is
+  // the one statement.
   app.addHook('onRequest', (request, reply, done) => {
-    const local = globalLocal(request);
-    if (local !== undefined && !request.routeOptions.config?.rateLimitClass) {
+    const cls = request.routeOptions.config?.rateLimitClass;
+    const local = cls ? globalCounted(request) : globalLocal(request);
+    if (local !== undefined && !cls) {
       try {
         apply(reply, [local]);
       } catch (err) {

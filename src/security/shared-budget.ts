@@ -117,17 +117,44 @@ export class SharedBudget {
     return null;
   }
 
+  /**
+   * For a request that a stricter exact limit counts as well (the auth, refresh and totp classes):
+   * decided on this instance's view alone. It is refused when the view is past the limit, else
+   * admitted and counted with the next flush, even for a client this instance has not seen. Those
+   * classes allow far fewer requests than the global budget (30/5m per route by default), so the
+   * global budget never binds first there, and the exact statement would only cost the login a round
+   * trip.
+   */
+  takeCounted(key: string): BudgetDecision {
+    const local = this.takeLocal(key);
+    if (local) return local;
+    const now = this.clock.now().getTime();
+    let st = this.keys.get(key);
+    if (!st) {
+      st = { windowEnd: now + this.limit.windowMs, shared: 0, pending: 0, inflight: 0, tick: this.tick, fast: 0 };
+      this.remember(key, st);
+    }
+    st.pending++;
+    this.dirty.add(key);
+    this.counters.fast++;
+    return this.decision(true, this.limit.max - (st.shared + st.pending + st.inflight), st.windowEnd, now);
+  }
+
+  private remember(key: string, st: KeyState) {
+    while (this.keys.size >= this.maxKeys) {
+      const oldest = this.keys.keys().next().value!;
+      this.keys.delete(oldest);
+      this.dirty.delete(oldest);
+    }
+    this.keys.set(key, st);
+  }
+
   private async exact(key: string, known: KeyState | undefined, now: number): Promise<BudgetDecision> {
     this.counters.exact++;
     let st = known;
     if (!st) {
       st = { windowEnd: now + this.limit.windowMs, shared: 0, pending: 0, inflight: 0, tick: this.tick, fast: 0 };
-      while (this.keys.size >= this.maxKeys) {
-        const oldest = this.keys.keys().next().value!;
-        this.keys.delete(oldest);
-        this.dirty.delete(oldest);
-      }
-      this.keys.set(key, st);
+      this.remember(key, st);
     }
     const inc = st.pending + 1;
     st.pending = 0;

@@ -89,4 +89,17 @@ describe(`global limit ${LIMIT}/1m across ${N} instances, one client`, () => {
     expect(fast + exact).toBe(150);
     expect(fast).toBeGreaterThan(exact * 4);
   });
+
+  it('requests on a class route (login) count towards the global budget through the batch, with no statement of the global limit', async () => {
+    clock.advance(61);
+    const before = apps.map((t) => t.app.globalBudget!.stats().exact);
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => fetch(`${bases[i % N]}/login`, {
+      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: `nobody${i}@example.com`, password: 'x' }),
+    }).then(async (r) => { await r.arrayBuffer(); return r.status; })));
+    expect(answers.every((st) => st === 401 || st === 429)).toBe(true);
+    expect(apps.map((t) => t.app.globalBudget!.stats().exact)).toEqual(before);
+    await Promise.all(apps.map((t) => t.app.globalBudget!.flush()));
+    const [row] = await apps[0]!.db.sql<{ hits: number }[]>`select hits from rate_limits where key like 'global:%' order by expires_at desc limit 1`;
+    expect(row!.hits).toBeGreaterThanOrEqual(20);
+  });
 });
