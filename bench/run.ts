@@ -518,7 +518,9 @@ async function main() {
   }
 }
 
-main().catch((err) => {
+// The results are written and every child stopped: exit, whatever handle (a load generator's
+// keep-alive agent, a hashing worker) would keep the event loop alive.
+main().then(() => process.exit(0), (err: unknown) => {
   console.error(err);
   process.exit(1);
 });

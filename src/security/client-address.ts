@@ -49,7 +49,7 @@ export function clientKey(ip: string): string {
   if (key === undefined) {
     key = computeClientKey(ip);
     // bounded: a flood of distinct addresses evicts the oldest (the key is recomputed, never wrong)
-    if (clientKeys.size >= 10_000) clientKeys.delete(clientKeys.keys().next().value!);
+    if (clientKeys.size >= 50_000) clientKeys.delete(clientKeys.keys().next().value!);
     clientKeys.set(ip, key);
   }
   return key;
