@@ -78,19 +78,26 @@ ${goals}
 - **A cached authenticated GET sends no statement** (test/security/auth-cache-scale.test.ts counts them on the app's
   own connection): the state comes from the per-instance cache, the global limit is a map lookup whose counts go to
   PostgreSQL in one batched statement per interval for every client, and \`last_used_at\` slides in batches too.
-  What is left is Fastify, JWT verification (HMAC), the response schema and the HTTP stack, which is why the one-session
-  figure sits near half of hello-world.
+  Every hook on that path is a callback (no promise), a verified access token is remembered by the token itself
+  (no HMAC, no SHA-256 per request), cookies are parsed only when read, a request's logger is made only when it
+  logs, and JSON answers carry only the API's security headers. What is left is Fastify's routing and reply, the
+  response schema, the HTTP parser and the socket write: on this machine the kernel's loopback write is the
+  largest single item of a cached GET's profile (\`BENCH_CPU_PROF\`).
 - **Many sessions** cost the same per request once they are cached (the cache holds \`AUTH_CACHE_MAX_ENTRIES\`, default
   100,000, least recently used evicted first); the bench touches every session once before it measures.
-- **The mixed workload** pays for its writes: a profile write is a transaction plus the consistency protocol (a marker,
-  one acknowledgement per live instance) and drops that user's cached sessions; a refresh is a locked row update; a
-  login is a bcrypt at cost ${r.settings.bcryptRounds} (${r.bcrypt?.msPerHash ?? '?'} ms of CPU). With ${r.bcrypt?.cores ?? 2}
-  cores, 1 % logins of a few thousand requests per second is more bcrypt than the cores can hash, so the
-  logins queue and take their share of the CPU from everything else: the overall p99 of the mix is the logins'
-  latency, and the reads' own p99 is in the table above.
+- **The mixed workload** is bounded by bcrypt. A login is a bcrypt at cost ${r.settings.bcryptRounds} (${r.bcrypt?.msPerHash ?? '?'} ms of
+  CPU); ${r.bcrypt?.cores ?? 2} cores hash at most ${r.bcrypt?.ceilingPerSecond ?? '?'} per second, so a mix with 1 % logins cannot
+  exceed 100 × that, about ${r.bcrypt?.ceilingPerSecond ? Math.round(r.bcrypt.ceilingPerSecond * 100) : '?'} requests/s, whatever
+  the rest costs — and near that rate the logins queue for the cores and take them from everything else, so the
+  overall p99 of the mix is the logins' latency (the reads' own p99 is in the table above). A profile write is a
+  transaction plus the consistency protocol (a marker, one acknowledgement per live instance); a refresh of the
+  current token is a prepared read and one conditional update, without a transaction and without waiting for the
+  cache sync.
 - **Cache off** (\`AUTH_CACHE_TTL=0\`): one indexed query per request (session, user, roles and permissions in one
-  round trip).
-- **Login** is bounded by bcrypt; the ratio to the ceiling measured in the same run is in the notes.
+  round trip), prepared once (building the drizzle query on every request was a fifth of its CPU).
+- **Login** is bounded by bcrypt; the ratio to the ceiling measured in the same run is in the notes. A first login
+  from a new client is 4 round trips (the lock reservation with the account lookup, one statement for tracking,
+  session and audit row, and the auth class's exact per-IP count; the global limit counts it in its next batch).
 
 ## Reproduce
 
