@@ -15,6 +15,7 @@ import bcrypt from 'bcrypt';
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { openSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { performanceDoc } from './performance-doc.js';
 import path from 'node:path';
@@ -98,8 +99,10 @@ function startServer(env: Record<string, string>): Promise<{ child: ChildProcess
     // BENCH_CPU_PROF=dir: the API writes a V8 CPU profile there when it stops (open it in Chrome DevTools)
     const prof = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${path.resolve(process.env.BENCH_CPU_PROF)}`] : [];
     // bench/probe.ts answers questions about the caches over IPC (the hit rate); the server is otherwise as deployed
+    // BENCH_SERVER_LOG=file: the API's log lines (stdout) go there
+    const out = process.env.BENCH_SERVER_LOG ? openSync(process.env.BENCH_SERVER_LOG, 'a') : 'ignore';
     const child = spawn(process.execPath, [...prof, '--import', 'tsx', '--import', './bench/probe.ts', 'src/server.ts'], {
-      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+      cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', out, 'pipe', 'ipc'],
     });
     let stderr = '';
     child.stderr?.on('data', (d) => (stderr += d));

@@ -69,6 +69,18 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 }
 
 /**
+ * PostgreSQL refused a statement for a passing reason — a statement timeout (57014: a lock held too
+ * long, an overloaded server), a serialization failure or deadlock (40001, 40P01), a lock not
+ * available (55P03). The request changed nothing (its transaction rolled back) and the same request
+ * may succeed in a moment: 503 with Retry-After, not a 500. The database is not down: the breaker
+ * ignores these.
+ */
+export function isDatabaseBusy(err: unknown): boolean {
+  const code = pgError(err)?.code;
+  return code === '57014' || code === '40001' || code === '40P01' || code === '55P03';
+}
+
+/**
  * "message (code)" of the innermost driver error: what PostgreSQL or the socket said. Never the
  * text of drizzle's wrapper ("Failed query: <SQL> params: …"), which carries the SQL and its values.
  */

@@ -5,7 +5,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest, Route
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TSchema } from 'typebox';
-import { AppError, isDatabaseUnavailable, pgError, type ErrorCode, type FieldErrors } from '../errors.js';
+import { AppError, isDatabaseBusy, isDatabaseUnavailable, pgError, type ErrorCode, type FieldErrors } from '../errors.js';
 import { applyTextPolicy } from '../schemas/text-policy.js';
 import { errorResponse } from '../schemas/common.js';
 
@@ -108,6 +108,7 @@ function toAppError(err: FastifyError & { validation?: ValidationIssue[]; valida
   if (known) return new AppError(known[0], known[1], known[2]);
   if (err instanceof SyntaxError && err.statusCode === 400) return new AppError(400, 'INVALID_JSON', 'Request body is not valid JSON');
   if (isDatabaseUnavailable(err)) return new AppError(503, 'SERVICE_UNAVAILABLE', 'The service is temporarily unavailable; try again shortly', { headers: { 'retry-after': '5' } });
+  if (isDatabaseBusy(err)) return new AppError(503, 'SERVICE_UNAVAILABLE', 'The service is busy; try again shortly', { headers: { 'retry-after': '1' } });
   const pg = pgError(err);
   if (pg?.code === '23505') return new AppError(409, 'CONFLICT', 'The request conflicts with the current state');
   // a reference to a row that does not exist (or no longer does): the caller's value
