@@ -313,13 +313,27 @@ async function authenticationPlugin(app: FastifyInstance, opts: { security: Secu
     }
     const raw = request.headers.cookie === undefined ? undefined : app.readCookies(request)[config.SESSION_COOKIE_NAME];
     if (raw === undefined) return null;
-    const unsigned = request.unsignCookie(raw);
-    if (!unsigned.valid || !unsigned.value || !UUID_RE.test(unsigned.value)) throw tokenInvalid('The session cookie is invalid');
-    const found = await stateFor(unsigned.value, (st) => st.session.kind === 'login' && st.user.active &&
+    const sessionId = cookieSession(raw);
+    if (!sessionId) throw tokenInvalid('The session cookie is invalid');
+    const found = await stateFor(sessionId, (st) => st.session.kind === 'login' && st.user.active &&
       !sessionProblem(ctx, st.session, ctx.clock.now(), config.PERMANENT_SESSION_LIFETIME), useCache);
     if (!found) throw tokenInvalid('The session has ended; log in again');
     toucher.touch(found.state.session);
     return { ...found.state, method: 'cookie', cached: found.cached };
+  }
+
+  // A signed cookie value that verified once verifies again (the keys are fixed for the process's
+  // life): the session id it names is remembered, bounded, oldest out first. Only valid ones.
+  const cookieSessions = new Map<string, string>();
+  const cookieSessionsMax = Math.max(1000, config.AUTH_CACHE_MAX_ENTRIES);
+  function cookieSession(raw: string): string | null {
+    const known = cookieSessions.get(raw);
+    if (known) return known;
+    const unsigned = app.unsignCookie(raw);
+    if (!unsigned.valid || !unsigned.value || !UUID_RE.test(unsigned.value)) return null;
+    if (cookieSessions.size >= cookieSessionsMax) cookieSessions.delete(cookieSessions.keys().next().value!);
+    cookieSessions.set(raw, unsigned.value);
+    return unsigned.value;
   }
 
   function checkCsrf(request: FastifyRequest, auth: RequestAuth) {
