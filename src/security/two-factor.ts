@@ -147,11 +147,12 @@ function tokenChallengeId(ctx: SecurityContext, token: string, purpose: TfPurpos
 export interface Challenge { token: string; expiresIn: number }
 
 /** Opens a pending two-factor login (purpose "login") or a forced setup (purpose "setup"). */
-export async function createChallenge(ctx: SecurityContext, user: UserRecord, purpose: TfPurpose, remember: boolean): Promise<Challenge> {
+export async function createChallenge(ctx: SecurityContext, user: UserRecord, purpose: TfPurpose, remember: boolean,
+  db: SecurityContext['db'] | Tx = ctx.db): Promise<Challenge> {
   const now = ctx.clock.now();
   const within = purpose === 'setup' ? SETUP_WITHIN_SECONDS : ctx.config.SECURITY_TWO_FACTOR_TOKEN_WITHIN;
   const row = { id: randomUUID(), purpose };
-  await ctx.db.insert(twoFactorChallenges).values({
+  await db.insert(twoFactorChallenges).values({
     ...row, userId: user.id, fsUniquifier: user.fsUniquifier, remember, attempts: 0,
     createdAt: now, expiresAt: new Date(now.getTime() + within * 1000),
   });
