@@ -9,6 +9,7 @@
 // onSend does not store it again. POST /register and POST /users do.
 import { applyTextPolicy } from '../schemas/text-policy.js';
 import fp from 'fastify-plugin';
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler, preHandlerHookHandler } from 'fastify';
 import { Type, type TSchema } from 'typebox';
 import { AppError } from '../errors.js';
@@ -42,6 +43,10 @@ async function idempotencyPlugin(app: FastifyInstance) {
   const ctx = app.security;
   app.decorateRequest('idempotency', null);
 
+  // Claims whose release failed because the database was gone: released when it answers again,
+  // so the client's retry executes at once instead of waiting for the lease.
+  const unreleased = new Map<string, { scope: IdempotencyScope; claim: string }>();
+
   const claim: preHandlerHookHandler = async function (request: FastifyRequest, reply: FastifyReply) {
     const key = request.headers[IDEMPOTENCY_HEADER];
     if (typeof key !== 'string') return;
@@ -50,7 +55,16 @@ async function idempotencyPlugin(app: FastifyInstance) {
       principal: request.auth ? `user:${request.auth.user.id}` : '',
       key,
     };
-    const started = await startIdempotent(ctx, scope, requestHash(ctx, request.body ?? null));
+    const claimId = randomUUID();
+    let started: Awaited<ReturnType<typeof startIdempotent>>;
+    try {
+      started = await startIdempotent(ctx, scope, requestHash(ctx, request.body ?? null), claimId);
+    } catch (err) {
+      // the claim may have committed before its connection died: give it back once the database
+      // answers, or the client's retries would see it "in flight" for the whole lease
+      if (unreleased.size < 10_000) unreleased.set(claimId, { scope, claim: claimId });
+      throw err;
+    }
     switch (started.kind) {
       case 'execute':
         request.idempotency = { scope, claim: started.claim, recorder: answerRecorder(ctx, scope, started.claim) };
@@ -66,16 +80,19 @@ async function idempotencyPlugin(app: FastifyInstance) {
     }
   };
 
-  // Claims whose release failed because the database was gone: released when it answers again,
-  // so the client's retry executes at once instead of waiting for the lease.
-  const unreleased = new Map<string, { scope: IdempotencyScope; claim: string }>();
   const releaseLater = () => {
     for (const [claimId, held] of unreleased) {
       releaseIdempotent(ctx, held.scope, held.claim).then(() => unreleased.delete(claimId), () => undefined);
     }
   };
   app.database.on('up', releaseLater);
-  app.addHook('onClose', async () => { app.database.off('up', releaseLater); });
+  // and again every second while some remain (a release that failed while the database was up)
+  const retryRelease = setInterval(() => { if (unreleased.size && app.database.up) releaseLater(); }, 1000);
+  retryRelease.unref();
+  app.addHook('onClose', async () => {
+    app.database.off('up', releaseLater);
+    clearInterval(retryRelease);
+  });
 
   const store: onSendHookHandler = async function (request, reply, payload) {
     const held = request.idempotency;

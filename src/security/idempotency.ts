@@ -80,12 +80,12 @@ export function requestHash(ctx: SecurityContext, body: unknown): string {
 const scopeOf = (s: IdempotencyScope) => and(eq(idempotencyKeys.operation, s.operation), eq(idempotencyKeys.principal, s.principal), eq(idempotencyKeys.key, s.key));
 
 /**
- * Claims the key for this request, or says why not. One statement decides between concurrent
+ * Claims the key for this request, or says why not. `claim` is chosen by the caller so that a claim
+ * whose answer was lost (the connection died after the insert committed) can still be released. One statement decides between concurrent
  * requests: the insert wins, or takes over a row that expired or whose claim was abandoned.
  */
-export async function startIdempotent(ctx: SecurityContext, scope: IdempotencyScope, hash: string): Promise<IdempotencyStart> {
+export async function startIdempotent(ctx: SecurityContext, scope: IdempotencyScope, hash: string, claim: string = randomUUID()): Promise<IdempotencyStart> {
   const now = ctx.clock.now();
-  const claim = randomUUID();
   const won = await ctx.db.insert(idempotencyKeys).values({
     ...scope,
     requestHash: hash,
