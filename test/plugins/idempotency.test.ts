@@ -4,7 +4,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { buildTestApp, createTestDatabase, envelopeOf, GOOD_PASSWORD, makeUser, login, bearer, type TestApp, type TestDatabase } from '../support/helper.js';
 import { idempotencyKeys } from '../../src/db/schema/index.js';
-import { purgeIdempotencyKeys } from '../../src/security/idempotency.js';
+import { answerRecorder, purgeIdempotencyKeys, requestHash, startIdempotent, type IdempotencyScope } from '../../src/security/idempotency.js';
+import { registerUser } from '../../src/security/auth.js';
 
 const unique = (p: string) => `${p}-${randomBytes(4).toString('hex')}@example.com`;
 
@@ -157,6 +158,62 @@ describe('Idempotency-Key', () => {
     t.clock.advance(86_400);
     expect(await purgeIdempotencyKeys(t.ctx)).toBeGreaterThanOrEqual(1);
     expect(await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, key))).toEqual([]);
+  });
+
+  it('the answer commits with the registration: an error after it was recorded leaves neither account nor answer; a claim taken over meanwhile rolls the registration back (409 CONFLICT)', async () => {
+    const scopeFor = (key: string): IdempotencyScope => ({ operation: 'POST /register', principal: '', key });
+    const claim = async (scope: IdempotencyScope) => {
+      const started = await startIdempotent(t.ctx, scope, requestHash(t.ctx, { any: 'body' }));
+      if (started.kind !== 'execute') throw new Error(started.kind);
+      return answerRecorder(t.ctx, scope, started.claim);
+    };
+    const keyRow = async (key: string) => (await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, key)))[0];
+
+    // recorded, then the transaction fails: no account, and the key holds no answer (a retry executes)
+    const failing = scopeFor(randomUUID());
+    const recorder = await claim(failing);
+    const e1 = unique('rolled-back');
+    await expect(registerUser(t.ctx, { email: e1, password: GOOD_PASSWORD }, {
+      login: { ip: null, userAgent: null },
+      beforeCommit: async (tx, r) => {
+        await recorder.record(tx, 201, { user: { id: r.user.id } });
+        throw new Error('the connection died before COMMIT');
+      },
+    })).rejects.toThrow('before COMMIT');
+    expect(await accounts(e1)).toBe(0);
+    expect((await keyRow(failing.key))?.responseStatus).toBeNull();
+
+    // the claim was taken over (its lease passed while this request was slow): nothing commits
+    const lost = scopeFor(randomUUID());
+    const late = await claim(lost);
+    await t.db.db.update(idempotencyKeys).set({ lockedBy: randomUUID() }).where(eq(idempotencyKeys.key, lost.key));
+    const e2 = unique('lost-claim');
+    await expect(registerUser(t.ctx, { email: e2, password: GOOD_PASSWORD }, {
+      login: { ip: null, userAgent: null },
+      beforeCommit: (tx) => late.record(tx, 201, {}),
+    })).rejects.toMatchObject({ statusCode: 409, code: 'CONFLICT' });
+    expect(await accounts(e2)).toBe(0);
+    const sessionsOf = await t.db.db.execute<{ n: number }>(sql`select count(*)::int as n from sessions s join users u on u.id = s.user_id where lower(u.email) = lower(${e2})`);
+    expect(sessionsOf[0]!.n).toBe(0);
+
+    // held: account, audit rows, session and answer commit together; the answer has no token
+    const ok = scopeFor(randomUUID());
+    const held = await claim(ok);
+    const e3 = unique('whole');
+    const r = await registerUser(t.ctx, { email: e3, password: GOOD_PASSWORD }, {
+      login: { ip: null, userAgent: null },
+      beforeCommit: (tx, reg) => held.record(tx, 201, { user: { id: reg.user.id }, refresh_token: 'secret-refresh', access_token: 'secret-access' }),
+    });
+    expect(held.recorded()).toBe(201);
+    expect(r.login?.kind).toBe('session');
+    const row = await keyRow(ok.key);
+    expect(row).toMatchObject({ responseStatus: 201, responseBody: { user: { id: r.user.id } }, lockedBy: null });
+    expect(JSON.stringify(row)).not.toContain('secret-');
+    const [counts] = await t.db.db.execute<{ registered: number; logins: number; sessions: number }>(sql`
+      select (select count(*)::int from audit_events where target_user_id = ${r.user.id} and action = 'user.registered') as registered,
+        (select count(*)::int from audit_events where target_user_id = ${r.user.id} and action = 'login.succeeded') as logins,
+        (select count(*)::int from sessions where user_id = ${r.user.id}) as sessions`);
+    expect(counts).toEqual({ registered: 1, logins: 1, sessions: 1 });
   });
 
   it('the OpenAPI document declares the header and the 409/422 answers on both operations', async () => {
