@@ -21,7 +21,7 @@
 // second effect (409 CONFLICT, retry shortly: the retry gets the other request's answer).
 //
 // What is stored: the status and the JSON body, minus the token fields (access and refresh tokens,
-// csrf token): a replay does not hand out live credentials a second time, and the table holds no
+// csrf token, a forced 2FA setup's tf_token): a replay does not hand out live credentials a second time, and the table holds no
 // usable secret. The request body itself is never stored: only an HMAC of it under a key derived
 // from SECRET_KEY (a registration's body holds a password).
 import { and, eq, isNull, lte, sql } from 'drizzle-orm';
@@ -36,7 +36,7 @@ import { signingKey } from './keyring.js';
 export const IDEMPOTENCY_LEASE_SECONDS = 30;
 
 /** Answer fields that are credentials: not stored, not replayed. */
-export const UNREPLAYED_FIELDS = ['access_token', 'refresh_token', 'csrf_token', 'token_type', 'expires_in', 'refresh_expires_in'] as const;
+export const UNREPLAYED_FIELDS = ['access_token', 'refresh_token', 'csrf_token', 'token_type', 'expires_in', 'refresh_expires_in', 'tf_token'] as const;
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
 type Db = Database | Tx;

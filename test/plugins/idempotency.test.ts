@@ -216,6 +216,32 @@ describe('Idempotency-Key', () => {
     expect(counts).toEqual({ registered: 1, logins: 1, sessions: 1 });
   });
 
+  it('a registration answered with the forced 2FA setup: its tf_token is neither stored nor replayed; the replay says so and a login gets a new one', async () => {
+    const forced = await buildTestApp(database, { SECURITY_TWO_FACTOR_REQUIRED_ROLES: 'Citizen' });
+    try {
+      const email = unique('forced');
+      const key = randomUUID();
+      const send = () => forced.app.inject({ method: 'POST', url: '/register', payload: { email, password: GOOD_PASSWORD }, headers: { 'idempotency-key': key } });
+      const first = await send();
+      expect(first.statusCode, first.body).toBe(201);
+      const tfToken = first.json().tf_token as string;
+      expect(first.json()).toMatchObject({ tf_required: true, tf_setup_required: true });
+      expect(typeof tfToken).toBe('string');
+      const [row] = await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, key));
+      expect(row!.responseBody).toEqual({ tf_required: true, tf_setup_required: true });
+      expect(JSON.stringify(row)).not.toContain(tfToken);
+      const again = await send();
+      expect(again.statusCode).toBe(201);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.json()).toEqual({ tf_required: true, tf_setup_required: true });
+      const relogin = await forced.app.inject({ method: 'POST', url: '/login', payload: { email, password: GOOD_PASSWORD } });
+      expect(relogin.json()).toMatchObject({ tf_required: true, tf_setup_required: true });
+      expect(typeof relogin.json().tf_token).toBe('string');
+    } finally {
+      await forced.close();
+    }
+  });
+
   it('the OpenAPI document declares the header and the 409/422 answers on both operations', async () => {
     const doc = (await t.app.inject('/openapi.json')).json();
     for (const [path, op] of [['/register', 'post'], ['/users', 'post']] as const) {

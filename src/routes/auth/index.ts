@@ -9,7 +9,7 @@ import { registerUser, type Registration } from '../../security/auth.js';
 import { passwordLogin } from '../../security/login.js';
 import { resetUserAccess, updateProfile } from '../../security/datastore.js';
 import { notifyExistingRegistration } from '../../security/confirmable.js';
-import { LoginOrTwoFactorResponse, TwoFactorSetupRequiredResponse } from '../../schemas/two-factor.js';
+import { LoginOrTwoFactorResponse, TwoFactorSetupReplayResponse, TwoFactorSetupRequiredResponse } from '../../schemas/two-factor.js';
 import { listSessions, revokeByRefreshToken, revokeOwnSession, revokeSession, rotateRefreshToken } from '../../security/sessions.js';
 import { bodyErrors, errors, MessageResponse, UuidParam, SECURED } from '../../schemas/common.js';
 import {
@@ -43,7 +43,7 @@ export default async function authRoutes(root: FastifyInstance) {
           'Without confirmation the new account is logged in (token pair + cookie), unless its roles are in ' +
           'SECURITY_TWO_FACTOR_REQUIRED_ROLES: then the answer is the login\'s {tf_required, tf_setup_required, tf_token} and no session.',
         body: RegisterBody,
-        response: { 201: Type.Union([RegisterResponse, TwoFactorSetupRequiredResponse]), 202: MessageResponse, ...bodyErrors(404, 409) },
+        response: { 201: Type.Union([RegisterResponse, TwoFactorSetupRequiredResponse, TwoFactorSetupReplayResponse]), 202: MessageResponse, ...bodyErrors(404, 409) },
       },
     }, async (request, reply) => {
       if (!config.SECURITY_REGISTERABLE) throw notFound('Route');
