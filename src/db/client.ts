@@ -125,20 +125,30 @@ class DeadSocket extends Duplex {
   get readyState() { return 'closed'; }
 }
 
-function connectSocket(o: SocketOptions, timeoutMs: number): Promise<net.Socket | DeadSocket> {
+/** A TCP connection within `timeoutMs` (the probe's: a starvation-proof probeDeadline), or a DeadSocket. */
+function connectSocket(o: SocketOptions, timeoutMs: number, starvationProof = false): Promise<net.Socket | DeadSocket> {
   return new Promise((resolve) => {
     const socket = o.path ? net.connect(o.path) : net.connect({ host: o.host[0] ?? 'localhost', port: o.port[0] ?? 5432 });
-    const timer = setTimeout(() => {
+    const expire = () => {
       socket.destroy();
       resolve(new DeadSocket(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' })));
-    }, timeoutMs);
+    };
+    let stop: () => void;
+    if (starvationProof) {
+      const deadline = probeDeadline(timeoutMs);
+      void deadline.timeout.then(expire);
+      stop = deadline.cancel;
+    } else {
+      const timer = setTimeout(expire, timeoutMs);
+      stop = () => clearTimeout(timer);
+    }
     socket.once('connect', () => {
-      clearTimeout(timer);
+      stop();
       socket.removeAllListeners('error');
       resolve(socket);
     });
     socket.once('error', (err) => {
-      clearTimeout(timer);
+      stop();
       resolve(new DeadSocket(err));
     });
   });
@@ -292,11 +302,14 @@ class Breaker extends EventEmitter implements DbHealth {
         // kept open: a probe is one round trip on an established session (rule 1 above)
         idle_timeout: 0,
         max_lifetime: null,
-        connect_timeout: this.t.healthTimeoutMs / 1000,
+        // The probe's own deadline (probeDeadline: starvation-proof) decides. postgres.js's timer for
+        // the startup handshake is a plain one, which a starved event loop fires first: it only
+        // bounds the attempt. The TCP connect is bounded by a starvation-proof deadline too.
+        connect_timeout: this.t.connectTimeoutMs / 1000,
         backoff: () => 0,
         connection: { application_name: 'county-services-probe' },
         socket: async (o: SocketOptions) => {
-          const s = await connectSocket(o, this.t.healthTimeoutMs);
+          const s = await connectSocket(o, this.t.healthTimeoutMs, true);
           if (s instanceof net.Socket) this.track(s, this.probeSockets, false);
           return s;
         },
