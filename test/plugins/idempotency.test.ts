@@ -6,6 +6,7 @@ import { buildTestApp, createTestDatabase, envelopeOf, GOOD_PASSWORD, makeUser, 
 import { idempotencyKeys } from '../../src/db/schema/index.js';
 import { answerRecorder, purgeIdempotencyKeys, requestHash, startIdempotent, type IdempotencyScope } from '../../src/security/idempotency.js';
 import { registerUser } from '../../src/security/auth.js';
+import { createAccount, systemActor } from '../../src/security/users.js';
 
 const unique = (p: string) => `${p}-${randomBytes(4).toString('hex')}@example.com`;
 
@@ -214,6 +215,34 @@ describe('Idempotency-Key', () => {
         (select count(*)::int from audit_events where target_user_id = ${r.user.id} and action = 'login.succeeded') as logins,
         (select count(*)::int from sessions where user_id = ${r.user.id}) as sessions`);
     expect(counts).toEqual({ registered: 1, logins: 1, sessions: 1 });
+  });
+
+  it('POST /users: the answer commits with the account and its audit row, or neither does', async () => {
+    const actor = systemActor({ actorId: null, ip: null, userAgent: 'test', requestId: null });
+    const scope: IdempotencyScope = { operation: 'POST /users', principal: 'user:0', key: randomUUID() };
+    const started = await startIdempotent(t.ctx, scope, requestHash(t.ctx, { any: 'body' }));
+    if (started.kind !== 'execute') throw new Error(started.kind);
+    const recorder = answerRecorder(t.ctx, scope, started.claim);
+    const email = unique('admin-made');
+    await expect(createAccount(t.ctx, actor, { email, password: GOOD_PASSWORD }, {
+      beforeCommit: async (tx, user) => {
+        await recorder.record(tx, 201, { user: { id: user.id } });
+        throw new Error('lost before COMMIT');
+      },
+    })).rejects.toThrow('before COMMIT');
+    expect(await accounts(email)).toBe(0);
+    const audits = await t.db.db.execute<{ n: number }>(sql`select count(*)::int as n from audit_events where action = 'user.created' and details->>'email' = ${email}`);
+    expect(audits[0]!.n).toBe(0);
+    const [row] = await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, scope.key));
+    expect(row?.responseStatus).toBeNull();
+    // and held to the end: all of it
+    const user = await createAccount(t.ctx, actor, { email, password: GOOD_PASSWORD }, {
+      beforeCommit: (tx, u) => recorder.record(tx, 201, { user: { id: u.id } }),
+    });
+    const [done] = await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, scope.key));
+    expect(done).toMatchObject({ responseStatus: 201, responseBody: { user: { id: user.id } }, lockedBy: null });
+    const audited = await t.db.db.execute<{ n: number }>(sql`select count(*)::int as n from audit_events where action = 'user.created' and target_user_id = ${user.id} and details->>'email' = ${email}`);
+    expect(audited[0]!.n, 'the same query finds the committed audit row').toBe(1);
   });
 
   it('a registration answered with the forced 2FA setup: its tf_token is neither stored nor replayed; the replay says so and a login gets a new one', async () => {
