@@ -283,7 +283,9 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
     }
 
     const outcomes: Outcome[] = [];
+    const roundMs: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
+      const roundStart = Date.now();
       const runs = Array.from({ length: CLIENTS }, (_, i) => client(
         `atomic-${round}-${i}-${randomBytes(3).toString('hex')}@example.com`, randomUUID(), i % 4 === 0 ? 3 + ((round * 7 + i) % 30) : 0));
       await sleep((round * 13) % 90); // the cut lands at another moment of the registrations each round
@@ -291,6 +293,7 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
       await sleep(20);
       await proxy.restore();
       outcomes.push(...await Promise.all(runs));
+      roundMs.push(Date.now() - roundStart);
     }
     background.running = false;
     await Promise.all(bg);
@@ -303,6 +306,7 @@ describe('database outage through a TCP proxy (production breaker defaults)', ()
       retried: outcomes.filter((o) => o.seen.length > 1).length,
       seen503: seen.filter((x) => x.startsWith('503')).length, seenTimeouts: seen.filter((x) => x === 'timeout').length,
       seenInFlight409: seen.filter((x) => x === '409:CONFLICT').length, emailTaken409: seen.filter((x) => x === '409:EMAIL_TAKEN').length,
+      roundMsP50: pct(roundMs, 50), roundMsMax: Math.max(...roundMs),
     };
     console.log(`[outage] registrations cut at ${ROUNDS} moments: ${JSON.stringify(figures)}`);
 
