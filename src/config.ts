@@ -295,10 +295,15 @@ const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
   test: {
     LOG_LEVEL: 'silent',
     BCRYPT_LOG_ROUNDS: 4,
-    // A loaded CI machine (two cores, two test workers, browsers, child servers) makes a healthy
-    // database look slow: a probe that misses 600 ms while every pool connection waits on a row lock
-    // reads as a black hole and trips the breaker mid-test. Tests of the breaker itself
-    // (test/db/outage.test.ts) set the production values explicitly.
+    // Relaxed breaker timeouts on a loaded two-core CI machine; tests of the breaker itself
+    // (test/db/outage.test.ts, test/db/breaker.test.ts) set the production values explicitly.
+    // The false trip these were added for (a probe missing 600 ms while every pool connection waits
+    // on a row lock) is fixed: the probe's deadline no longer counts time the process was starved
+    // (src/db/client.ts; breaker.test.ts). They stay because with the production values
+    // test/routes/auth/secret-checks' parallel /verify burst still hung under load (4 of 26 runs;
+    // 0 of 6 relaxed) with no breaker trip, no stale pool and no slow probe: not understood yet.
+    // The connect timeout: postgres.js times a connection's startup with a plain timer, which a
+    // loaded machine can outlast.
     DB_CONNECT_TIMEOUT_MS: 10_000,
     DB_HEALTH_TIMEOUT_MS: 5_000,
     SEED_ON_START: false,

@@ -20,6 +20,29 @@
 // DB_HEALTH_INTERVAL_MS until the database answers again. A probe that fails trips the breaker; a
 // probe that times out trips it only when no connection received a byte meanwhile (a busy database
 // is slow, not gone).
+//
+// Alive but waiting, or silent? Pool connections are no evidence either way: a query waiting on a
+// row lock (fifty logins of one address queued on its login_attempts row) receives nothing while
+// PostgreSQL is perfectly alive, so under lock contention the probe is the only witness, and a
+// probe that misses its deadline for a reason other than the database must not read as a black
+// hole. The rule (probe() and probeDeadline() below):
+//   1. The probe takes no lock (`select 1`) and runs on its own connection, which is kept open
+//      (warmed by the first pool connection, no idle timeout): a probe is one round trip on an
+//      established session, not a fork and an authentication on a loaded server.
+//   2. Its budget is spent only while this process can run: the deadline advances in 25 ms ticks,
+//      each counting at most two ticks, so time in which the event loop was starved (CPU load, a
+//      long synchronous task) is not held against the database.
+//   3. It is judged only after the event loop has polled its sockets once more (setImmediate after
+//      the deadline): an answer, or any byte on any connection, that arrived in time is read before
+//      the verdict, not after it.
+//   4. Evidence of life is any byte from the server on any connection since the probe began.
+// So the breaker trips only when PostgreSQL stayed silent on an established connection that waits
+// on nothing, for DB_HEALTH_TIMEOUT_MS of time in which we were able to listen. A black-holed path
+// meets that (the outage test: tripped within the budget); a live server under lock contention does
+// not (test/db/breaker.test.ts). A server that cannot answer `select 1` on an open session within
+// 600 ms of our attention is, for a service that promises an answer within 2 s, unavailable: the
+// breaker then answers 503 at once instead of letting requests hang, and closes again within
+// DB_HEALTH_INTERVAL_MS of the next answer.
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
@@ -56,10 +79,12 @@ export class DatabaseUnavailableError extends Error {
 }
 
 export interface DbHealthEvent { state: 'up' | 'down'; at: number; reason: string }
+/** Every probe's verdict: up (answered), busy (missed its deadline, but bytes arrived: slow, not gone), down. */
+export interface DbProbeEvent { reason: string; outcome: 'up' | 'busy' | 'down'; ms: number; code?: string }
 
 /**
  * The breaker of one pool. `up` is what requests rely on; `down` answers them at once. Events:
- * 'down' and 'up' with a DbHealthEvent.
+ * 'down' and 'up' with a DbHealthEvent; 'probe' with a DbProbeEvent.
  */
 export interface DbHealth extends EventEmitter {
   readonly up: boolean;
@@ -100,20 +125,30 @@ class DeadSocket extends Duplex {
   get readyState() { return 'closed'; }
 }
 
-function connectSocket(o: SocketOptions, timeoutMs: number): Promise<net.Socket | DeadSocket> {
+/** A TCP connection within `timeoutMs` (the probe's: a starvation-proof probeDeadline), or a DeadSocket. */
+function connectSocket(o: SocketOptions, timeoutMs: number, starvationProof = false): Promise<net.Socket | DeadSocket> {
   return new Promise((resolve) => {
     const socket = o.path ? net.connect(o.path) : net.connect({ host: o.host[0] ?? 'localhost', port: o.port[0] ?? 5432 });
-    const timer = setTimeout(() => {
+    const expire = () => {
       socket.destroy();
       resolve(new DeadSocket(Object.assign(new Error(`connect timeout after ${timeoutMs} ms`), { code: 'CONNECT_TIMEOUT' })));
-    }, timeoutMs);
+    };
+    let stop: () => void;
+    if (starvationProof) {
+      const deadline = probeDeadline(timeoutMs);
+      void deadline.timeout.then(expire);
+      stop = deadline.cancel;
+    } else {
+      const timer = setTimeout(expire, timeoutMs);
+      stop = () => clearTimeout(timer);
+    }
     socket.once('connect', () => {
-      clearTimeout(timer);
+      stop();
       socket.removeAllListeners('error');
       resolve(socket);
     });
     socket.once('error', (err) => {
-      clearTimeout(timer);
+      stop();
       resolve(new DeadSocket(err));
     });
   });
@@ -134,6 +169,7 @@ class Breaker extends EventEmitter implements DbHealth {
   private readonly requestStarts = new Map<number, number>();
   private probeSql: Sql | undefined;
   private readonly probeSockets = new Set<net.Socket>();
+  private warmed = false;
   private closed = false;
 
   constructor(private readonly url: string, private readonly t: DbTimeouts) {
@@ -183,8 +219,10 @@ class Breaker extends EventEmitter implements DbHealth {
         if (o === poolOptions() || !(await this.waitUp(5000))) return new DeadSocket(new DatabaseUnavailableError());
       }
       const socket = await connectSocket(o, this.t.connectTimeoutMs);
-      if (socket instanceof net.Socket) this.track(socket, sockets, true);
-      else this.suspect('a connection could not be opened');
+      if (socket instanceof net.Socket) {
+        this.track(socket, sockets, true);
+        this.warmProbe();
+      } else this.suspect('a connection could not be opened');
       return socket;
     };
   }
@@ -261,13 +299,17 @@ class Breaker extends EventEmitter implements DbHealth {
         max: 1,
         onnotice: () => undefined,
         fetch_types: false,
-        idle_timeout: 30,
+        // kept open: a probe is one round trip on an established session (rule 1 above)
+        idle_timeout: 0,
         max_lifetime: null,
-        connect_timeout: this.t.healthTimeoutMs / 1000,
+        // The probe's own deadline (probeDeadline: starvation-proof) decides. postgres.js's timer for
+        // the startup handshake is a plain one, which a starved event loop fires first: it only
+        // bounds the attempt. The TCP connect is bounded by a starvation-proof deadline too.
+        connect_timeout: this.t.connectTimeoutMs / 1000,
         backoff: () => 0,
         connection: { application_name: 'county-services-probe' },
         socket: async (o: SocketOptions) => {
-          const s = await connectSocket(o, this.t.healthTimeoutMs);
+          const s = await connectSocket(o, this.t.healthTimeoutMs, true);
           if (s instanceof net.Socket) this.track(s, this.probeSockets, false);
           return s;
         },
@@ -285,20 +327,28 @@ class Breaker extends EventEmitter implements DbHealth {
     for (const s of sockets) s.destroy(new DatabaseUnavailableError());
   }
 
+  /** Opens the probe's connection ahead of the first probe (rule 1), once, while nothing is wrong. */
+  private warmProbe() {
+    if (this.warmed || this.closed || this.probeSockets.size) return;
+    this.warmed = true;
+    this.probeClient()`select 1`.catch(() => undefined);
+  }
+
   private probe(reason: string): Promise<boolean> {
     const started = Date.now();
     this.lastProbeAt = started;
     const run = (async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.t.healthTimeoutMs); });
+      const deadline = probeDeadline(this.t.healthTimeoutMs);
       let outcome: 'ok' | 'timeout' | Error;
       try {
         const query = this.probeClient()`select 1`.then(() => 'ok' as const, (err: Error) => err);
-        outcome = await Promise.race([query, timeout]);
+        outcome = await Promise.race([query, deadline.timeout]);
       } finally {
-        clearTimeout(timer);
+        deadline.cancel();
       }
-      if (outcome === 'ok') {
+      const verdict = outcome === 'ok' ? 'up' : outcome === 'timeout' && this.up && this.lastReadAt >= started ? 'busy' : 'down';
+      this.emit('probe', { reason, outcome: verdict, ms: Date.now() - started, ...(outcome instanceof Error ? { code: codeOf(outcome) } : {}) } satisfies DbProbeEvent);
+      if (verdict === 'up') {
         this.markUp();
         return true;
       }
@@ -306,8 +356,8 @@ class Breaker extends EventEmitter implements DbHealth {
       // closed with a write queued never sends a startup message again; see track()): the next
       // probe runs on a new client, so a wedged one cannot keep the breaker open for good.
       this.retireProbeClient();
-      if (outcome === 'timeout' && this.up && this.lastReadAt >= started) return true; // busy, not gone
-      this.markDown(`${reason}; probe ${outcome === 'timeout' ? `timed out after ${this.t.healthTimeoutMs} ms` : `failed (${codeOf(outcome)})`}`);
+      if (verdict === 'busy') return true; // bytes arrived: slow, not gone
+      this.markDown(`${reason}; probe ${outcome === 'timeout' ? `timed out after ${this.t.healthTimeoutMs} ms` : `failed (${codeOf(outcome as Error)})`}`);
       return false;
     })().finally(() => { this.probing = null; });
     this.probing = run;
@@ -343,6 +393,32 @@ class Breaker extends EventEmitter implements DbHealth {
     clearTimeout(this.recovery);
     await this.probeSql?.end({ timeout: 0 }).catch(() => undefined);
   }
+}
+
+const PROBE_TICK_MS = 25;
+
+/**
+ * The probe's deadline (rules 2 and 3 of the header): resolves 'timeout' once `ms` of time in which
+ * this process could run has passed — each tick counts at most two ticks, so a starved event loop
+ * does not spend the budget — and only from setImmediate, after the event loop's poll phase has read
+ * whatever the sockets received meanwhile (an answer that arrived in time settles the race first).
+ */
+export function probeDeadline(ms: number): { timeout: Promise<'timeout'>; cancel: () => void } {
+  let timer: NodeJS.Timeout | undefined;
+  let cancelled = false;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    let spent = 0;
+    let last = performance.now();
+    const tick = () => {
+      const now = performance.now();
+      spent += Math.min(now - last, 2 * PROBE_TICK_MS);
+      last = now;
+      if (spent >= ms) setImmediate(() => { if (!cancelled) resolve('timeout'); });
+      else timer = setTimeout(tick, Math.min(PROBE_TICK_MS, ms - spent));
+    };
+    timer = setTimeout(tick, Math.min(PROBE_TICK_MS, ms));
+  });
+  return { timeout, cancel: () => { cancelled = true; clearTimeout(timer); } };
 }
 
 function codeOf(err: Error): string {

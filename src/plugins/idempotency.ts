@@ -4,13 +4,18 @@
 //   preHandler (after the route's own guards): claim the key, or answer 409 (in flight), 422 (the
 //              key was used for another body) or the stored answer (header Idempotent-Replayed)
 //   onSend:    store the answer (< 500), or release the claim (5xx: nothing was committed)
+// A route whose effect is a transaction records its answer inside it instead
+// (`request.idempotency.recorder`, security/idempotency.ts): effect and answer commit together, and
+// onSend does not store it again. POST /register and POST /users do.
 import { applyTextPolicy } from '../schemas/text-policy.js';
 import fp from 'fastify-plugin';
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest, onSendHookHandler, preHandlerHookHandler } from 'fastify';
 import { Type, type TSchema } from 'typebox';
 import { AppError } from '../errors.js';
 import {
-  completeIdempotent, purgeIdempotencyKeys, releaseIdempotent, requestHash, startIdempotent, type IdempotencyScope,
+  answerRecorder, completeIdempotent, purgeIdempotencyKeys, releaseIdempotent, requestHash, startIdempotent,
+  type AnswerRecorder, type IdempotencyScope,
 } from '../security/idempotency.js';
 
 declare module 'fastify' {
@@ -19,7 +24,8 @@ declare module 'fastify' {
     idempotent?: boolean;
   }
   interface FastifyRequest {
-    idempotency: { scope: IdempotencyScope; claim: string } | null;
+    /** the claim of this request's Idempotency-Key (null: no key); `recorder` stores the answer in the route's transaction */
+    idempotency: { scope: IdempotencyScope; claim: string; recorder: AnswerRecorder & { recorded(): number | null } } | null;
   }
 }
 
@@ -37,6 +43,10 @@ async function idempotencyPlugin(app: FastifyInstance) {
   const ctx = app.security;
   app.decorateRequest('idempotency', null);
 
+  // Claims whose release failed because the database was gone: released when it answers again,
+  // so the client's retry executes at once instead of waiting for the lease.
+  const unreleased = new Map<string, { scope: IdempotencyScope; claim: string }>();
+
   const claim: preHandlerHookHandler = async function (request: FastifyRequest, reply: FastifyReply) {
     const key = request.headers[IDEMPOTENCY_HEADER];
     if (typeof key !== 'string') return;
@@ -45,10 +55,19 @@ async function idempotencyPlugin(app: FastifyInstance) {
       principal: request.auth ? `user:${request.auth.user.id}` : '',
       key,
     };
-    const started = await startIdempotent(ctx, scope, requestHash(ctx, request.body ?? null));
+    const claimId = randomUUID();
+    let started: Awaited<ReturnType<typeof startIdempotent>>;
+    try {
+      started = await startIdempotent(ctx, scope, requestHash(ctx, request.body ?? null), claimId);
+    } catch (err) {
+      // the claim may have committed before its connection died: give it back once the database
+      // answers, or the client's retries would see it "in flight" for the whole lease
+      if (unreleased.size < 10_000) unreleased.set(claimId, { scope, claim: claimId });
+      throw err;
+    }
     switch (started.kind) {
       case 'execute':
-        request.idempotency = { scope, claim: started.claim };
+        request.idempotency = { scope, claim: started.claim, recorder: answerRecorder(ctx, scope, started.claim) };
         return;
       case 'in_flight':
         throw new AppError(409, 'CONFLICT', 'A request with this Idempotency-Key is still in progress; retry shortly', { headers: { 'retry-after': '1' } });
@@ -61,22 +80,26 @@ async function idempotencyPlugin(app: FastifyInstance) {
     }
   };
 
-  // Claims whose release failed because the database was gone: released when it answers again,
-  // so the client's retry executes at once instead of waiting for the lease.
-  const unreleased = new Map<string, { scope: IdempotencyScope; claim: string }>();
   const releaseLater = () => {
     for (const [claimId, held] of unreleased) {
       releaseIdempotent(ctx, held.scope, held.claim).then(() => unreleased.delete(claimId), () => undefined);
     }
   };
   app.database.on('up', releaseLater);
-  app.addHook('onClose', async () => { app.database.off('up', releaseLater); });
+  // and again every second while some remain (a release that failed while the database was up)
+  const retryRelease = setInterval(() => { if (unreleased.size && app.database.up) releaseLater(); }, 1000);
+  retryRelease.unref();
+  app.addHook('onClose', async () => {
+    app.database.off('up', releaseLater);
+    clearInterval(retryRelease);
+  });
 
   const store: onSendHookHandler = async function (request, reply, payload) {
     const held = request.idempotency;
     if (!held) return payload;
     request.idempotency = null;
     try {
+      // a 5xx may follow a commit whose answer went missing: the release deletes only an unanswered claim
       if (reply.statusCode >= 500 || reply.statusCode === 429) {
         try {
           await releaseIdempotent(ctx, held.scope, held.claim);
@@ -84,13 +107,16 @@ async function idempotencyPlugin(app: FastifyInstance) {
           if (unreleased.size < 10_000) unreleased.set(held.claim, held);
           throw err;
         }
-      } else {
+      } else if (held.recorder.recorded() !== reply.statusCode) {
+        // (a route that recorded this answer in its transaction committed it: only a committed record
+        // reaches the answer with its status; a rolled-back one ends in an error status)
         const body = typeof payload === 'string' && payload ? JSON.parse(payload) as unknown : null;
         await completeIdempotent(ctx, held.scope, held.claim, reply.statusCode, body);
       }
     } catch (err) {
-      // The answer still goes out; the claim ends with its lease and a retry executes again
-      // (for /register and /users the unique email then answers 409 EMAIL_TAKEN).
+      // The answer still goes out; the claim ends with its lease and a retry executes again (routes
+      // that record their answer in their own transaction, /register and /users, never get here
+      // with their success answer).
       request.log.warn({ err: { type: (err as Error).name, code: (err as { code?: unknown }).code } }, 'idempotency: could not store the answer');
     }
     return payload;

@@ -39,6 +39,16 @@ export const TwoFactorSetupRequiredResponse = Type.Object({
     'POST /tf-setup/{tf_setup_token} with a code, which completes the login. No session yet.',
 });
 
+/** The replay (Idempotent-Replayed) of a registration answered with the forced setup: its tf_token is not stored, not replayed. */
+export const TwoFactorSetupReplayResponse = Type.Object({
+  tf_required: Type.Literal(true),
+  tf_setup_required: Type.Literal(true),
+}, {
+  additionalProperties: false,
+  description: 'The replay of a registration that answered tf_setup_required: the tf_token is a credential and is not replayed; ' +
+    'POST /login with the registered password for a new one.',
+});
+
 export const LoginOrTwoFactorResponse = Type.Union([LoginResponse, TwoFactorRequiredResponse, TwoFactorSetupRequiredResponse]);
 
 export const TfValidateBody = Type.Object({ tf_token: TfToken, code: Code }, {

@@ -179,6 +179,9 @@ export function startCacheNode(url: string, caches: { auth: AuthCache; pages: Pa
       idle_timeout: 0,
       max_lifetime: null,
       connect_timeout: 5,
+      // no array types needed here; postgres.js's type fetch on a fresh connection, lost in an
+      // outage, was an unhandled rejection (ECONNREFUSED on its pg_type query) that failed the run
+      fetch_types: false,
       onnotice: () => undefined,
       connection: { application_name: 'county-services-listener' },
       onclose: () => {

@@ -29,8 +29,8 @@ export async function queueRegistrationMail(ctx: SecurityContext, tx: Tx, user: 
  * Generic-responses registration of an address that already has an account: the owner hears about
  * it (with a reset link), the caller learns nothing. At most one such message per minute.
  */
-export async function notifyExistingRegistration(ctx: SecurityContext, email: string): Promise<void> {
-  await enqueueThrottled(ctx, { template: 'register_existing', recipient: normalizeEmail(email) });
+export async function notifyExistingRegistration(ctx: SecurityContext, email: string, beforeCommit?: (tx: Tx) => Promise<void>): Promise<void> {
+  await enqueueThrottled(ctx, { template: 'register_existing', recipient: normalizeEmail(email) }, beforeCommit);
 }
 
 /**

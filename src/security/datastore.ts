@@ -111,7 +111,8 @@ export async function createUser(ctx: SecurityContext, input: CreateUserInput, d
     return (await findUser(tx, { id: row!.id }))!;
   };
   try {
-    return 'transaction' in db ? await (db as Database).transaction(run) : await run(db as Tx);
+    // in the caller's transaction as it is (no savepoint: every caller lets the error end it)
+    return 'rollback' in db ? await run(db as Tx) : await (db as Database).transaction(run);
   } catch (err) {
     throw mapUserWriteError(err);
   }

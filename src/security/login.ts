@@ -27,8 +27,8 @@
 //                  The failures stay counted until the login completes, so a tf_token cannot be farmed
 //                  to reset them.
 //
-// completeLogin(ctx, { user, attempt, method, secondFactor?, remember, client, source })
-//   ONE SQL statement (so one transaction, one round trip): settle the reservation (clear the failures
+// completeLogin(ctx, { user, attempt, method, secondFactor?, remember, client, source, db? })
+//   ONE SQL statement (one round trip; its own transaction, or the caller's `db` — registration): settle the reservation (clear the failures
 //   it saw, never those counted after it began, never a lock), refuse when a lock started meanwhile
 //   (429: the right password inside a burst does not win), UPDATE users … RETURNING (tracking; only
 //   while the account is still active with the fs_uniquifier the caller saw), INSERT the session and
@@ -42,6 +42,7 @@
 // call beginLogin with method: 'email_code' | 'passkey' | 'oidc', and answer the LoginOutcome like
 // POST /login does (routes/auth/session-response.ts: loginAnswer).
 import { getTableColumns, sql, type Table } from 'drizzle-orm';
+import type { Database } from '../db/client.js';
 import { sessions, users, type SessionRow, type UserRow } from '../db/schema/index.js';
 import { AppError } from '../errors.js';
 import type { SecurityContext } from './context.js';
@@ -50,6 +51,9 @@ import { NO_SOURCE, audit, scrubDetails, type AuditSource } from './audit.js';
 import { lockoutKey, reserveAttempt, settleFailure, settleNeutral, settleSuccessSql, accountLocked, type Attempt } from './lockout.js';
 import { newSessionValues } from './sessions.js';
 import { createChallenge, openTwoFactorLogin, twoFactorEnabled, twoFactorRequired, validateTwoFactorLogin, type TfMethod } from './two-factor.js';
+
+/** A transaction of the caller (registration: the account and its auto-login commit together). */
+type Db = Database | Parameters<Parameters<Database['transaction']>[0]>[0];
 
 export const invalidCredentials = () => new AppError(401, 'INVALID_CREDENTIALS', 'Invalid email or password');
 
@@ -165,7 +169,7 @@ export async function beginLogin(ctx: SecurityContext, input: BeginLoginInput): 
  */
 async function decideSecondFactor(ctx: SecurityContext, input: {
   user: UserRecord; attempt: Attempt; method: LoginMethod; remember: boolean; client: ClientInfo; source: AuditSource;
-  secondFactorDone?: string; checkLock: boolean;
+  secondFactorDone?: string; checkLock: boolean; db?: Db;
 }): Promise<LoginOutcome> {
   const { user, source } = input;
   if (!input.secondFactorDone) {
@@ -179,27 +183,28 @@ async function decideSecondFactor(ctx: SecurityContext, input: {
     }
     if (twoFactorRequired(ctx, user)) {
       await settleNeutral(ctx, input.attempt);
-      const challenge = await createChallenge(ctx, user, 'setup', input.remember, input.method);
+      const challenge = await createChallenge(ctx, user, 'setup', input.remember, input.method, input.db);
       await audit(ctx, { ...source, actorId: source.actorId ?? user.id, action: 'login.second_factor_setup_required', targetUserId: user.id,
-        details: methodDetail(input.method) });
+        details: methodDetail(input.method) }, input.db);
       return { kind: 'tf_setup_required', user, tfToken: challenge.token };
     }
   }
   return completeLogin(ctx, {
     user, attempt: input.attempt, method: input.method, secondFactor: input.secondFactorDone, remember: input.remember,
-    client: input.client, source, checkLock: input.checkLock,
+    client: input.client, source, checkLock: input.checkLock, db: input.db,
   });
 }
 
 /**
  * Registration auto-login: the new account answers like a login, so forced 2FA holds at birth (a new
- * account has no 2FA yet: a session, or the forced setup).
+ * account has no 2FA yet: a session, or the forced setup). `db`: the registration's transaction, so
+ * the account never exists without the session (or challenge) its answer names.
  */
-export function loginNewAccount(ctx: SecurityContext, input: { user: UserRecord; client: ClientInfo; source?: AuditSource }):
+export function loginNewAccount(ctx: SecurityContext, input: { user: UserRecord; client: ClientInfo; source?: AuditSource; db?: Db }):
 Promise<Exclude<LoginOutcome, { kind: 'tf_required' }>> {
   return decideSecondFactor(ctx, {
     user: input.user, attempt: null, method: 'register', remember: false, client: input.client,
-    source: input.source ?? NO_SOURCE, checkLock: false,
+    source: input.source ?? NO_SOURCE, checkLock: false, db: input.db,
   }) as Promise<Exclude<LoginOutcome, { kind: 'tf_required' }>>;
 }
 
@@ -215,6 +220,8 @@ export interface CompleteLoginInput {
   source?: AuditSource;
   /** refuse while the address is locked (default true; registration passes false) */
   checkLock?: boolean;
+  /** run the statement in the caller's transaction (registration) */
+  db?: Db;
 }
 
 /** Rows of to_jsonb(table) back to Drizzle's shape (camelCase keys, Dates). */
@@ -252,7 +259,7 @@ export async function completeLogin(ctx: SecurityContext, input: CompleteLoginIn
           current_login_ip = ${client.ip}::text, login_count = login_count + 1`
     : sql`login_count = login_count`;
   const details = scrubDetails({ session_id: s.id, ...methodDetail(input.method), ...(input.secondFactor ? { second_factor: input.secondFactor } : {}) });
-  const rows = await ctx.db.execute<{ u: Record<string, unknown> | null; s: Record<string, unknown> | null; locked_until: string | null }>(sql`
+  const rows = await (input.db ?? ctx.db).execute<{ u: Record<string, unknown> | null; s: Record<string, unknown> | null; locked_until: string | null }>(sql`
     with l as (${lockRow}),
     u as (
       update users set ${tracking}

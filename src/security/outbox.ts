@@ -71,7 +71,7 @@ export async function enqueueMail(ctx: SecurityContext, db: Db, ...jobs: MailJob
  * address, so two concurrent requests still produce one message. Known and unknown addresses take
  * the same path: the row is resolved at delivery.
  */
-export async function enqueueThrottled(ctx: SecurityContext, job: MailJob): Promise<boolean> {
+export async function enqueueThrottled(ctx: SecurityContext, job: MailJob, beforeCommit?: (tx: Tx) => Promise<void>): Promise<boolean> {
   const now = ctx.clock.now();
   const since = new Date(now.getTime() - MAIL_THROTTLE_SECONDS * 1000);
   return ctx.db.transaction(async (tx) => {
@@ -81,9 +81,10 @@ export async function enqueueThrottled(ctx: SecurityContext, job: MailJob): Prom
       eq(outbox.template, job.template),
       gt(outbox.createdAt, since),
     )).limit(1);
-    if (recent.length) return false;
-    await enqueueMail(ctx, tx, job);
-    return true;
+    if (!recent.length) await enqueueMail(ctx, tx, job);
+    // e.g. the answer of an Idempotency-Key, which commits with the mail (or the decision not to send it)
+    await beforeCommit?.(tx);
+    return !recent.length;
   });
 }
 

@@ -176,15 +176,15 @@ export interface Challenge { token: string; expiresIn: number }
 
 /**
  * Opens a pending two-factor login (purpose "login") or a forced setup (purpose "setup"), remembering
- * the first factor that opened it.
+ * the first factor that opened it; inside the caller's transaction when given one.
  */
 export async function createChallenge(ctx: SecurityContext, user: UserRecord, purpose: TfPurpose, remember: boolean,
-  firstFactor: string = 'password'): Promise<Challenge & { id: string; expiresAt: Date }> {
+  firstFactor: string = 'password', db: SecurityContext['db'] | Tx = ctx.db): Promise<Challenge & { id: string; expiresAt: Date }> {
   const now = ctx.clock.now();
   const within = purpose === 'setup' ? SETUP_WITHIN_SECONDS : ctx.config.SECURITY_TWO_FACTOR_TOKEN_WITHIN;
   const row = { id: randomUUID(), purpose };
   const expiresAt = new Date(now.getTime() + within * 1000);
-  await ctx.db.insert(twoFactorChallenges).values({
+  await db.insert(twoFactorChallenges).values({
     ...row, userId: user.id, fsUniquifier: user.fsUniquifier, remember, firstFactor, attempts: 0, createdAt: now, expiresAt,
   });
   return { id: row.id, token: tfToken(ctx, row), expiresIn: within, expiresAt };

@@ -235,7 +235,12 @@ export interface NewAccount {
   departmentId?: number | null;
 }
 
-export async function createAccount(ctx: SecurityContext, actor: Actor, input: NewAccount): Promise<UserRecord> {
+/**
+ * POST /users and the CLI: the account, its roles and its 'user.created' audit row in one
+ * transaction; `beforeCommit` runs last inside it (the Idempotency-Key's answer commits with them).
+ */
+export async function createAccount(ctx: SecurityContext, actor: Actor, input: NewAccount,
+  opts: { beforeCommit?: (tx: Tx, user: UserRecord) => Promise<void> } = {}): Promise<UserRecord> {
   checkPasswordPolicy(ctx, 'password', input.password, input.email);
   const roleNames = [...new Set(input.roles ?? [ROLE_CITIZEN])];
   let countyId = input.countyId ?? null;
@@ -268,6 +273,7 @@ export async function createAccount(ctx: SecurityContext, actor: Actor, input: N
       ...actor, action: 'user.created', targetUserId: user.id,
       details: { email: user.email, roles: user.roles, active: user.active, county_id: user.countyId, department_id: user.departmentId },
     }, tx);
+    await opts.beforeCommit?.(tx, user);
     return user;
   }));
 }

@@ -4,7 +4,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { eq, sql } from 'drizzle-orm';
 import { buildTestApp, createTestDatabase, envelopeOf, GOOD_PASSWORD, makeUser, login, bearer, type TestApp, type TestDatabase } from '../support/helper.js';
 import { idempotencyKeys } from '../../src/db/schema/index.js';
-import { purgeIdempotencyKeys } from '../../src/security/idempotency.js';
+import { answerRecorder, purgeIdempotencyKeys, requestHash, startIdempotent, type IdempotencyScope } from '../../src/security/idempotency.js';
+import { registerUser } from '../../src/security/auth.js';
+import { createAccount, systemActor } from '../../src/security/users.js';
 
 const unique = (p: string) => `${p}-${randomBytes(4).toString('hex')}@example.com`;
 
@@ -157,6 +159,116 @@ describe('Idempotency-Key', () => {
     t.clock.advance(86_400);
     expect(await purgeIdempotencyKeys(t.ctx)).toBeGreaterThanOrEqual(1);
     expect(await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, key))).toEqual([]);
+  });
+
+  it('the answer commits with the registration: an error after it was recorded leaves neither account nor answer; a claim taken over meanwhile rolls the registration back (409 CONFLICT)', async () => {
+    const scopeFor = (key: string): IdempotencyScope => ({ operation: 'POST /register', principal: '', key });
+    const claim = async (scope: IdempotencyScope) => {
+      const started = await startIdempotent(t.ctx, scope, requestHash(t.ctx, { any: 'body' }));
+      if (started.kind !== 'execute') throw new Error(started.kind);
+      return answerRecorder(t.ctx, scope, started.claim);
+    };
+    const keyRow = async (key: string) => (await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, key)))[0];
+
+    // recorded, then the transaction fails: no account, and the key holds no answer (a retry executes)
+    const failing = scopeFor(randomUUID());
+    const recorder = await claim(failing);
+    const e1 = unique('rolled-back');
+    await expect(registerUser(t.ctx, { email: e1, password: GOOD_PASSWORD }, {
+      login: { ip: null, userAgent: null },
+      beforeCommit: async (tx, r) => {
+        await recorder.record(tx, 201, { user: { id: r.user.id } });
+        throw new Error('the connection died before COMMIT');
+      },
+    })).rejects.toThrow('before COMMIT');
+    expect(await accounts(e1)).toBe(0);
+    expect((await keyRow(failing.key))?.responseStatus).toBeNull();
+
+    // the claim was taken over (its lease passed while this request was slow): nothing commits
+    const lost = scopeFor(randomUUID());
+    const late = await claim(lost);
+    await t.db.db.update(idempotencyKeys).set({ lockedBy: randomUUID() }).where(eq(idempotencyKeys.key, lost.key));
+    const e2 = unique('lost-claim');
+    await expect(registerUser(t.ctx, { email: e2, password: GOOD_PASSWORD }, {
+      login: { ip: null, userAgent: null },
+      beforeCommit: (tx) => late.record(tx, 201, {}),
+    })).rejects.toMatchObject({ statusCode: 409, code: 'CONFLICT' });
+    expect(await accounts(e2)).toBe(0);
+    const sessionsOf = await t.db.db.execute<{ n: number }>(sql`select count(*)::int as n from sessions s join users u on u.id = s.user_id where lower(u.email) = lower(${e2})`);
+    expect(sessionsOf[0]!.n).toBe(0);
+
+    // held: account, audit rows, session and answer commit together; the answer has no token
+    const ok = scopeFor(randomUUID());
+    const held = await claim(ok);
+    const e3 = unique('whole');
+    const r = await registerUser(t.ctx, { email: e3, password: GOOD_PASSWORD }, {
+      login: { ip: null, userAgent: null },
+      beforeCommit: (tx, reg) => held.record(tx, 201, { user: { id: reg.user.id }, refresh_token: 'secret-refresh', access_token: 'secret-access' }),
+    });
+    expect(held.recorded()).toBe(201);
+    expect(r.login?.kind).toBe('session');
+    const row = await keyRow(ok.key);
+    expect(row).toMatchObject({ responseStatus: 201, responseBody: { user: { id: r.user.id } }, lockedBy: null });
+    expect(JSON.stringify(row)).not.toContain('secret-');
+    const [counts] = await t.db.db.execute<{ registered: number; logins: number; sessions: number }>(sql`
+      select (select count(*)::int from audit_events where target_user_id = ${r.user.id} and action = 'user.registered') as registered,
+        (select count(*)::int from audit_events where target_user_id = ${r.user.id} and action = 'login.succeeded') as logins,
+        (select count(*)::int from sessions where user_id = ${r.user.id}) as sessions`);
+    expect(counts).toEqual({ registered: 1, logins: 1, sessions: 1 });
+  });
+
+  it('POST /users: the answer commits with the account and its audit row, or neither does', async () => {
+    const actor = systemActor({ actorId: null, ip: null, userAgent: 'test', requestId: null });
+    const scope: IdempotencyScope = { operation: 'POST /users', principal: 'user:0', key: randomUUID() };
+    const started = await startIdempotent(t.ctx, scope, requestHash(t.ctx, { any: 'body' }));
+    if (started.kind !== 'execute') throw new Error(started.kind);
+    const recorder = answerRecorder(t.ctx, scope, started.claim);
+    const email = unique('admin-made');
+    await expect(createAccount(t.ctx, actor, { email, password: GOOD_PASSWORD }, {
+      beforeCommit: async (tx, user) => {
+        await recorder.record(tx, 201, { user: { id: user.id } });
+        throw new Error('lost before COMMIT');
+      },
+    })).rejects.toThrow('before COMMIT');
+    expect(await accounts(email)).toBe(0);
+    const audits = await t.db.db.execute<{ n: number }>(sql`select count(*)::int as n from audit_events where action = 'user.created' and details->>'email' = ${email}`);
+    expect(audits[0]!.n).toBe(0);
+    const [row] = await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, scope.key));
+    expect(row?.responseStatus).toBeNull();
+    // and held to the end: all of it
+    const user = await createAccount(t.ctx, actor, { email, password: GOOD_PASSWORD }, {
+      beforeCommit: (tx, u) => recorder.record(tx, 201, { user: { id: u.id } }),
+    });
+    const [done] = await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, scope.key));
+    expect(done).toMatchObject({ responseStatus: 201, responseBody: { user: { id: user.id } }, lockedBy: null });
+    const audited = await t.db.db.execute<{ n: number }>(sql`select count(*)::int as n from audit_events where action = 'user.created' and target_user_id = ${user.id} and details->>'email' = ${email}`);
+    expect(audited[0]!.n, 'the same query finds the committed audit row').toBe(1);
+  });
+
+  it('a registration answered with the forced 2FA setup: its tf_token is neither stored nor replayed; the replay says so and a login gets a new one', async () => {
+    const forced = await buildTestApp(database, { SECURITY_TWO_FACTOR_REQUIRED_ROLES: 'Citizen' });
+    try {
+      const email = unique('forced');
+      const key = randomUUID();
+      const send = () => forced.app.inject({ method: 'POST', url: '/register', payload: { email, password: GOOD_PASSWORD }, headers: { 'idempotency-key': key } });
+      const first = await send();
+      expect(first.statusCode, first.body).toBe(201);
+      const tfToken = first.json().tf_token as string;
+      expect(first.json()).toMatchObject({ tf_required: true, tf_setup_required: true });
+      expect(typeof tfToken).toBe('string');
+      const [row] = await t.db.db.select().from(idempotencyKeys).where(eq(idempotencyKeys.key, key));
+      expect(row!.responseBody).toEqual({ tf_required: true, tf_setup_required: true });
+      expect(JSON.stringify(row)).not.toContain(tfToken);
+      const again = await send();
+      expect(again.statusCode).toBe(201);
+      expect(again.headers['idempotent-replayed']).toBe('true');
+      expect(again.json()).toEqual({ tf_required: true, tf_setup_required: true });
+      const relogin = await forced.app.inject({ method: 'POST', url: '/login', payload: { email, password: GOOD_PASSWORD } });
+      expect(relogin.json()).toMatchObject({ tf_required: true, tf_setup_required: true });
+      expect(typeof relogin.json().tf_token).toBe('string');
+    } finally {
+      await forced.close();
+    }
   });
 
   it('the OpenAPI document declares the header and the 409/422 answers on both operations', async () => {

@@ -5,11 +5,11 @@ import { interactiveOnly, permissionsRequired } from '../guards.js';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AppError, notFound } from '../../errors.js';
-import { registerUser } from '../../security/auth.js';
-import { loginNewAccount, passwordLogin } from '../../security/login.js';
-import { resetUserAccess, updateProfile, type UserRecord } from '../../security/datastore.js';
+import { registerUser, type Registration } from '../../security/auth.js';
+import { passwordLogin } from '../../security/login.js';
+import { resetUserAccess, updateProfile } from '../../security/datastore.js';
 import { notifyExistingRegistration } from '../../security/confirmable.js';
-import { LoginOrTwoFactorResponse, TwoFactorSetupRequiredResponse } from '../../schemas/two-factor.js';
+import { LoginOrTwoFactorResponse, TwoFactorSetupReplayResponse, TwoFactorSetupRequiredResponse } from '../../schemas/two-factor.js';
 import { listSessions, revokeByRefreshToken, revokeOwnSession, revokeSession, rotateRefreshToken } from '../../security/sessions.js';
 import { bodyErrors, errors, MessageResponse, UuidParam, SECURED } from '../../schemas/common.js';
 import {
@@ -29,7 +29,7 @@ export default async function authRoutes(root: FastifyInstance) {
   const { config } = ctx;
   const prefix = config.SECURITY_URL_PREFIX;
 
-  const { clientInfo, tokenResponse, loginAnswer, setupOrSessionAnswer } = sessionResponder(app);
+  const { clientInfo, tokenResponse, loginAnswer, setupOrSessionBody, setSessionCookieOf } = sessionResponder(app);
 
   // ---- public: no credentials needed ----
   app.register(async (pub) => {
@@ -43,30 +43,41 @@ export default async function authRoutes(root: FastifyInstance) {
           'Without confirmation the new account is logged in (token pair + cookie), unless its roles are in ' +
           'SECURITY_TWO_FACTOR_REQUIRED_ROLES: then the answer is the login\'s {tf_required, tf_setup_required, tf_token} and no session.',
         body: RegisterBody,
-        response: { 201: Type.Union([RegisterResponse, TwoFactorSetupRequiredResponse]), 202: MessageResponse, ...bodyErrors(404, 409) },
+        response: { 201: Type.Union([RegisterResponse, TwoFactorSetupRequiredResponse, TwoFactorSetupReplayResponse]), 202: MessageResponse, ...bodyErrors(404, 409) },
       },
     }, async (request, reply) => {
       if (!config.SECURITY_REGISTERABLE) throw notFound('Route');
       const b = request.body;
-      let user: UserRecord;
+      const generic = config.SECURITY_RETURN_GENERIC_RESPONSES;
+      const checkEmail = { message: 'Check your email to continue.' };
+      // The answer is recorded with the Idempotency-Key inside the registration's transaction: the
+      // account, its audit rows, its session and the answer a retry will get commit together.
+      const recorder = request.idempotency?.recorder;
+      let answer: { status: 201 | 202; body: ReturnType<typeof setupOrSessionBody> | { user: ReturnType<typeof publicUser> } | typeof checkEmail } | undefined;
+      let registration: Registration;
       try {
-        user = await registerUser(ctx, {
+        registration = await registerUser(ctx, {
           email: b.email, password: b.password, firstName: b.first_name, lastName: b.last_name,
           phoneNumber: b.phone_number, address: b.address, countyId: b.county_id,
+        }, {
+          source: auditSource(request),
+          login: generic || config.SECURITY_CONFIRMABLE ? null : clientInfo(request),
+          beforeCommit: async (tx, r) => {
+            answer = generic ? { status: 202, body: checkEmail }
+              : r.login ? { status: 201, body: setupOrSessionBody(r.login) } : { status: 201, body: { user: publicUser(r.user) } };
+            await recorder?.record(tx, answer.status, answer.body);
+          },
         });
       } catch (err) {
-        if (config.SECURITY_RETURN_GENERIC_RESPONSES && err instanceof AppError && err.code === 'EMAIL_TAKEN') {
+        if (generic && err instanceof AppError && err.code === 'EMAIL_TAKEN') {
           // the owner hears about it; the caller gets the same answer as a new registration
-          await notifyExistingRegistration(ctx, b.email);
-          return reply.code(202).send({ message: 'Check your email to continue.' });
+          await notifyExistingRegistration(ctx, b.email, async (tx) => { await recorder?.record(tx, 202, checkEmail); });
+          return reply.code(202).send(checkEmail);
         }
         throw err;
       }
-      await audit(ctx, { ...auditSource(request, user.id), action: 'user.registered', targetUserId: user.id });
-      if (config.SECURITY_RETURN_GENERIC_RESPONSES) return reply.code(202).send({ message: 'Check your email to continue.' });
-      if (config.SECURITY_CONFIRMABLE) return reply.code(201).send({ user: publicUser(user) });
-      const outcome = await loginNewAccount(ctx, { user, client: clientInfo(request), source: auditSource(request, user.id) });
-      return reply.code(201).send(setupOrSessionAnswer(reply, outcome));
+      if (registration.login) setSessionCookieOf(reply, registration.login);
+      return reply.code(answer!.status).send(answer!.body);
     });
 
     p.post(`${prefix}/login`, {

@@ -10,10 +10,9 @@ import { publicUser } from '../../security/presenters.js';
 export function sessionResponder(app: FastifyInstance) {
   const ctx = app.security;
 
-  /** The login answer: user + token pair + csrf token, and the session cookie. */
-  function tokenResponse(reply: FastifyReply, user: UserRecord, session: SessionRow, refreshToken: string, remember = false) {
+  /** The login answer's body: user + token pair + csrf token (no cookie: tokenResponse sets it). */
+  function sessionBody(user: UserRecord, session: SessionRow, refreshToken: string) {
     const access = app.tokens.accessToken(user, session);
-    app.tokens.setSessionCookie(reply, session, remember);
     return {
       user: publicUser(user),
       access_token: access.token,
@@ -27,6 +26,13 @@ export function sessionResponder(app: FastifyInstance) {
     };
   }
 
+  /** The login answer: user + token pair + csrf token, and the session cookie. */
+  function tokenResponse(reply: FastifyReply, user: UserRecord, session: SessionRow, refreshToken: string, remember = false) {
+    const body = sessionBody(user, session, refreshToken);
+    app.tokens.setSessionCookie(reply, session, remember);
+    return body;
+  }
+
   /** A LoginOutcome of security/login.ts as JSON: the session answer, or the two-factor step (no session, no cookie). */
   function loginAnswer(reply: FastifyReply, outcome: LoginOutcome) {
     if (outcome.kind === 'tf_required') {
@@ -37,8 +43,22 @@ export function sessionResponder(app: FastifyInstance) {
 
   /** The answer of a login that cannot have 2FA yet (registration): the forced setup, or the session. */
   function setupOrSessionAnswer(reply: FastifyReply, outcome: Exclude<LoginOutcome, { kind: 'tf_required' }>) {
-    if (outcome.kind === 'tf_setup_required') return { tf_required: true as const, tf_setup_required: true as const, tf_token: outcome.tfToken };
+    if (outcome.kind === 'tf_setup_required') return setupOrSessionBody(outcome);
     return sessionAnswer(reply, outcome);
+  }
+
+  /**
+   * setupOrSessionAnswer's body without the cookie, for an answer built inside a transaction (a
+   * registration records it with its Idempotency-Key); setSessionCookieOf sets it after the commit.
+   */
+  function setupOrSessionBody(outcome: Exclude<LoginOutcome, { kind: 'tf_required' }>) {
+    if (outcome.kind === 'tf_setup_required') return { tf_required: true as const, tf_setup_required: true as const, tf_token: outcome.tfToken };
+    return sessionBody(outcome.user, outcome.session, outcome.refreshToken);
+  }
+
+  /** The session cookie of a login outcome (none for the two-factor steps). */
+  function setSessionCookieOf(reply: FastifyReply, outcome: LoginOutcome) {
+    if (outcome.kind === 'session') app.tokens.setSessionCookie(reply, outcome.session, outcome.remember);
   }
 
   /** A completed login as JSON (token pair + cookie). */
@@ -46,5 +66,5 @@ export function sessionResponder(app: FastifyInstance) {
     return tokenResponse(reply, outcome.user, outcome.session, outcome.refreshToken, outcome.remember);
   }
 
-  return { clientInfo, tokenResponse, loginAnswer, sessionAnswer, setupOrSessionAnswer };
+  return { clientInfo, tokenResponse, loginAnswer, sessionAnswer, setupOrSessionAnswer, setupOrSessionBody, setSessionCookieOf };
 }

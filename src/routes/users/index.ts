@@ -73,9 +73,13 @@ export default async function userRoutes(root: FastifyInstance) {
     },
   }, async (request, reply) => {
     const b = request.body;
+    const recorder = request.idempotency?.recorder;
     const user = await createAccount(ctx, actorOf(request), {
       email: b.email, password: b.password, firstName: b.first_name, lastName: b.last_name, phoneNumber: b.phone_number,
       address: b.address, roles: b.roles, active: b.active, confirmed: b.confirmed, countyId: b.county_id, departmentId: b.department_id,
+    }, {
+      // the Idempotency-Key's answer commits with the account (a retry never meets 409 EMAIL_TAKEN)
+      beforeCommit: async (tx, created) => { await recorder?.record(tx, 201, { user: publicUser(created) }); },
     });
     return reply.code(201).send({ user: publicUser(user) });
   });
