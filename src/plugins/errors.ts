@@ -150,6 +150,14 @@ export function serializeError(err: unknown): { type: string; message: string; s
   }
   if (typeof e.code === 'string' || typeof e.code === 'number') out.code = e.code;
   if (typeof e.statusCode === 'number') out.statusCode = e.statusCode;
+  // What a wrapper (drizzle's "Failed query") wraps: its kind and code, never its message
+  const cause = (err as { cause?: unknown }).cause as { name?: unknown; code?: unknown; constructor?: { name?: unknown } } | undefined;
+  if (cause && typeof cause === 'object') {
+    out.cause = {
+      type: typeof cause.name === 'string' ? cause.name : typeof cause.constructor?.name === 'string' ? cause.constructor.name : 'unknown',
+      ...(typeof cause.code === 'string' || typeof cause.code === 'number' ? { code: cause.code } : {}),
+    };
+  }
   // Our own and the framework's messages never carry input values; a driver's or a library's may,
   // and so may a stack trace's first line. Keep the frames, drop the message.
   if (err instanceof AppError || (typeof e.code === 'string' && e.code.startsWith('FST_'))) out.message = String(e.message);
