@@ -91,10 +91,10 @@ ${goals}
   the rest costs — and near that rate the logins queue for the cores and take them from everything else, so the
   overall p99 of the mix is the logins' latency (the reads' own p99 is in the table above). A profile write is a
   transaction plus the consistency protocol (a marker, one acknowledgement per live instance); a refresh of the
-  current token is a prepared read and one conditional update, without a transaction and without waiting for the
+  current token is one state read and one conditional update, without a transaction and without waiting for the
   cache sync.
 - **Cache off** (\`AUTH_CACHE_TTL=0\`): one indexed query per request (session, user, roles and permissions in one
-  round trip), prepared once (building the drizzle query on every request was a fifth of its CPU).
+  round trip).
 - **Login** is bounded by bcrypt; the ratio to the ceiling measured in the same run is in the notes. A first login
   from a new client is 4 round trips (the lock reservation with the account lookup, one statement for tracking,
   session and audit row, and the auth class's exact per-IP count; the global limit counts it in its next batch).
