@@ -31,7 +31,7 @@ import {
   generateAuthenticationOptions, generateRegistrationOptions, verifyAuthenticationResponse, verifyRegistrationResponse,
   type AuthenticationResponseJSON, type AuthenticatorTransport, type RegistrationResponseJSON,
 } from '@simplewebauthn/server';
-import { isoBase64URL } from '@simplewebauthn/server/helpers';
+import { cose, decodeCredentialPublicKey, isoBase64URL } from '@simplewebauthn/server/helpers';
 import { and, asc, eq, gt, isNull, lt, ne, or, sql } from 'drizzle-orm';
 import { createHmac, randomUUID } from 'node:crypto';
 import {
@@ -48,6 +48,7 @@ import { beginLogin, type ClientInfo, type LoginOutcome } from './login.js';
 import { consumeTwoFactorLogin, lockUser, pendingFirstFactor, syncKeyTwoFactor, twoFactorRequired } from './two-factor.js';
 import { audit, NO_SOURCE, type AuditSource } from './audit.js';
 import { safeEqual } from './tokens.js';
+import { isCanonicalDerEcdsaSignature } from './der-signature.js';
 import { purposeKeyBytes, type KeyPurpose } from './keyring.js';
 
 type Tx = Parameters<Parameters<Database['transaction']>[0]>[0];
@@ -371,6 +372,20 @@ export async function beginSignin(ctx: SecurityContext, input: SigninStart): Pro
 
 const SIGN_COUNT_RE = /counter/i;
 
+/** An EC2 key's signature must be canonical DER (security/der-signature.ts); other kinds have one form already. */
+function hasCanonicalSignature(publicKey: Uint8Array, response: AuthenticationResponseJSON): boolean {
+  let key;
+  try {
+    key = decodeCredentialPublicKey(publicKey);
+  } catch {
+    return false;
+  }
+  if (!cose.isCOSEPublicKeyEC2(key)) return true;
+  const signature = response.response?.signature;
+  return typeof signature === 'string' && isoBase64URL.isBase64URL(signature)
+    && isCanonicalDerEcdsaSignature(isoBase64URL.toBuffer(signature));
+}
+
 interface Resolved { user: UserRecord; credential: WebauthnCredentialRow }
 
 /**
@@ -414,12 +429,14 @@ Promise<{ ok: boolean; userVerified: boolean }> {
   const handle = response.response?.userHandle;
   if (handle && handle !== userHandle(ctx, user.id)) return note('user_handle_mismatch');
   const party = rp(ctx);
+  const publicKey = isoBase64URL.toBuffer(credential.publicKey);
+  if (!hasCanonicalSignature(publicKey, response)) return note('malformed_signature');
   let info;
   try {
     const verified = await verifyAuthenticationResponse({
       response, expectedChallenge: row.challenge, expectedOrigin: party.origins, expectedRPID: party.id,
       requireUserVerification: policy.requireUserVerification,
-      credential: { id: credential.credentialId, publicKey: isoBase64URL.toBuffer(credential.publicKey), counter: credential.signCount,
+      credential: { id: credential.credentialId, publicKey, counter: credential.signCount,
         transports: transportsOf(credential) },
     });
     if (!verified.verified) return note('bad_signature');

@@ -42,8 +42,31 @@ describe('passkey assertions and email codes under mutation (fast-check)', () =>
         expect(res.statusCode, `${field}[${i}] ^ ${xor}: ${res.body}`).toBe(401);
         expect(res.json().code).toBe('WEBAUTHN_INVALID');
       },
-    ), { numRuns: 60 });
+    ), { numRuns: 150 });
     expect(await live()).toBe(before);
+  });
+
+  it('a valid signature in a non-canonical DER form (length byte, trailing byte, long-form length) is refused (one assertion, one encoding)', async () => {
+    const user = await makeUser(t.ctx);
+    const { key } = await registerPasskey(t.app, (await login(t.app, user.email)).access_token, 'k');
+    const reshape: Record<string, (sig: Buffer) => Buffer> = {
+      'sequence length + 1': (sig) => Buffer.concat([Buffer.from([0x30, sig[1]! + 1]), sig.subarray(2)]),
+      'sequence length - 1': (sig) => Buffer.concat([Buffer.from([0x30, sig[1]! - 1]), sig.subarray(2)]),
+      'trailing zero byte': (sig) => Buffer.concat([sig, Buffer.from([0])]),
+      'long-form length': (sig) => Buffer.concat([Buffer.from([0x30, 0x81, sig[1]!]), sig.subarray(2)]),
+    };
+    for (const [name, change] of Object.entries(reshape)) {
+      const o = (await t.app.inject({ method: 'POST', url: '/wan-signin', payload: {} })).json();
+      const assertion = key.get(o.credential_options) as { response: Record<string, string> };
+      assertion.response.signature = change(Buffer.from(assertion.response.signature!, 'base64url')).toString('base64url');
+      const res = await t.app.inject({ method: 'POST', url: `/wan-signin/${o.wan_state}`, payload: { credential: assertion } });
+      expect(res.statusCode, `${name}: ${res.body}`).toBe(401);
+      expect(res.json().code).toBe('WEBAUTHN_INVALID');
+    }
+    // the unchanged signature still signs in: the rule refuses only the other forms
+    const o = (await t.app.inject({ method: 'POST', url: '/wan-signin', payload: {} })).json();
+    const ok = await t.app.inject({ method: 'POST', url: `/wan-signin/${o.wan_state}`, payload: { credential: key.get(o.credential_options) } });
+    expect(ok.statusCode, ok.body).toBe(200);
   });
 
   it('arbitrary passcode strings are 401 INVALID_CREDENTIALS or 400 VALIDATION_FAILED, never a 500 or a session', async () => {
