@@ -297,11 +297,10 @@ const PROFILE_DEFAULTS: Record<Profile, Partial<Env>> = {
     BCRYPT_LOG_ROUNDS: 4,
     // Relaxed breaker timeouts on a loaded two-core CI machine; tests of the breaker itself
     // (test/db/outage.test.ts, test/db/breaker.test.ts) set the production values explicitly.
-    // The false trip these were added for (a probe missing 600 ms while every pool connection waits
-    // on a row lock) is fixed: the probe's deadline no longer counts time the process was starved
-    // (src/db/client.ts; breaker.test.ts). They stay because with the production values
-    // test/routes/auth/secret-checks' parallel /verify burst still hung under load (4 of 26 runs;
-    // 0 of 6 relaxed) with no breaker trip, no stale pool and no slow probe: not understood yet.
+    // The parallel-burst hangs once blamed on these values (secret-checks' /verify burst,
+    // two-factor-email's guesses) were a wedged pool connection, now fixed: the session toucher's
+    // timestamptz[] parameter threw inside postgres.js's Bind writer, and pipelined behind another
+    // statement that left the connection waiting forever (db/client.ts restoreSerializers).
     // The connect timeout: postgres.js times a connection's startup with a plain timer, which a
     // loaded machine can outlast.
     DB_CONNECT_TIMEOUT_MS: 10_000,

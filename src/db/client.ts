@@ -44,6 +44,7 @@
 // breaker then answers 503 at once instead of letting requests hang, and closes again within
 // DB_HEALTH_INTERVAL_MS of the next answer.
 import net from 'node:net';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
@@ -455,18 +456,62 @@ const arrayCodec: ArrayCodec = (() => {
   return require(path.join(path.dirname(require.resolve('postgres')), 'types.js')) as ArrayCodec;
 })();
 
+type CodecOptions = {
+  parsers: Record<number, ((x: string) => unknown) & { array?: boolean }>;
+  serializers: Record<number, (x: unknown) => string>;
+  shared: { typeArrayMap: Record<number, number> };
+};
+const codecOptions = (sql: Sql) => sql.options as unknown as CodecOptions;
+
+const arraySerializer = (options: CodecOptions, element: number, typarray: number) =>
+  (xs: unknown) => arrayCodec.arraySerializer(xs, options.serializers[element], options, typarray);
+
 /** What postgres.js's type fetch does for each array type, for the built-in ones, with no query. */
 function registerBuiltinArrayTypes(sql: Sql): void {
-  const options = sql.options as unknown as {
-    parsers: Record<number, ((x: string) => unknown) & { array?: boolean }>;
-    serializers: Record<number, (x: unknown) => string>;
-    shared: { typeArrayMap: Record<number, number> };
-  };
+  const options = codecOptions(sql);
   for (const [element, typarray] of Object.entries(BUILTIN_ARRAY_TYPES).map(([e, a]) => [Number(e), a] as const)) {
     options.shared.typeArrayMap[element] = typarray;
     // the element's (de)serialiser is looked up per call: drizzle replaces some after this runs
     options.parsers[typarray] = Object.assign((xs: string) => arrayCodec.arrayParser(xs, options.parsers[element], typarray), { array: true });
-    options.serializers[typarray] = (xs: unknown) => arrayCodec.arraySerializer(xs, options.serializers[element], options, typarray);
+    options.serializers[typarray] = arraySerializer(options, element, typarray);
+  }
+}
+
+/**
+ * Every serialiser hands postgres.js a string. drizzle (drizzle-orm/postgres-js) replaces the
+ * serialisers of the date types, of their ARRAY types (date[] 1182, timestamp[] 1115, timestamptz[]
+ * 1185, numeric[] 1231) and of json/jsonb with the identity: its own columns pass strings. A raw
+ * statement (ctx.sql) whose parameter the server describes as one of those types — the session
+ * toucher's `unnest(${ids}::uuid[], ${times}::timestamptz[])` — then reaches postgres.js's Bind
+ * writer as a JS array and throws a TypeError there. On its own that fails the statement (the touches
+ * were never written). Pipelined behind another statement on the same connection it is worse:
+ * postgres.js rejects the statement in flight with the error, keeps the failed one as the next in
+ * flight, and the connection's following statement waits forever for an answer (PostgreSQL waits for
+ * the Bind that never comes: `active`, ClientRead). So: the array types get the array serialiser
+ * back, the date types turn a Date into ISO text, and json takes a value as well as its text.
+ * test/db/array-types.test.ts sends each of these types through a prepared, pipelined statement.
+ */
+function restoreSerializers(sql: Sql): void {
+  const options = codecOptions(sql);
+  for (const [element, typarray] of Object.entries(BUILTIN_ARRAY_TYPES).map(([e, a]) => [Number(e), a] as const)) {
+    options.serializers[typarray] = arraySerializer(options, element, typarray);
+  }
+  const iso = (x: unknown) => (x instanceof Date ? x.toISOString() : x) as string;
+  for (const type of [1114, 1184]) options.serializers[type] = iso;
+  options.serializers[1082] = (x: unknown) => (x instanceof Date ? x.toISOString().slice(0, 10) : x) as string;
+  const json = (x: unknown) => (typeof x === 'string' ? x : JSON.stringify(x));
+  for (const type of [114, 3802]) options.serializers[type] = json;
+}
+
+/** Set while a transaction's callback runs: a statement on the pool from there needs a second connection. */
+const inTransaction = new AsyncLocalStorage<true>();
+
+/** What the pool did: a statement on the pool (not the transaction) from inside a transaction's callback. */
+export class NestedPoolQueryError extends Error {
+  constructor() {
+    super('a statement on the pool inside a transaction: it waits for a second connection (a deadlock once every connection ' +
+      'is held by such a transaction); run it on the transaction');
+    this.name = 'NestedPoolQueryError';
   }
 }
 
@@ -480,6 +525,12 @@ function registerBuiltinArrayTypes(sql: Sql): void {
  */
 export function connect(url: string, opts: {
   max?: number; timeouts?: Partial<DbTimeouts>;
+  /**
+   * Refuse a statement on the pool made from inside a transaction's callback (NestedPoolQueryError)
+   * instead of letting it wait for another connection. Tests turn it on: with a small pool and a
+   * burst of such requests, every connection is held by a transaction waiting for one more.
+   */
+  strictTransactions?: boolean;
   /** postgres.js's debug hook: sees every statement sent (tests count round trips with it) */
   debug?: (connection: number, query: string, parameters: unknown[]) => void;
 } = {}): DbHandle {
@@ -535,9 +586,24 @@ export function connect(url: string, opts: {
   breaker.on('down', retire);
   breaker.on('stale', retire);
 
+  const strict = opts.strictTransactions ?? false;
+  const guard = () => {
+    if (strict && inTransaction.getStore()) throw new NestedPoolQueryError();
+  };
   const forward = new Proxy(function pool() {} as unknown as Sql, {
-    apply: (_target, _this, args: unknown[]) => (pool.sql as unknown as (...a: unknown[]) => unknown)(...args),
+    apply: (_target, _this, args: unknown[]) => {
+      guard();
+      return (pool.sql as unknown as (...a: unknown[]) => unknown)(...args);
+    },
     get: (_target, prop) => {
+      if (prop === 'begin') {
+        return (...args: unknown[]) => {
+          guard();
+          const fn = args.pop() as (tx: unknown) => unknown;
+          return (pool.sql.begin as (...a: unknown[]) => unknown)(...args, (tx: unknown) => inTransaction.run(true, () => fn(tx)));
+        };
+      }
+      if (prop === 'unsafe' || prop === 'reserve' || prop === 'file') guard();
       // postgres.js 3.4.9 never settles reserve() on a new connection when fetch_types is off
       // (porsager/postgres#751, #1219): a query first leaves an open connection for it to take.
       if (prop === 'reserve') return async () => { await pool.sql`select 1`; return pool.sql.reserve(); };
@@ -546,6 +612,8 @@ export function connect(url: string, opts: {
     },
   });
   const db = drizzle(forward, { schema });
+  // drizzle has replaced some serialisers of the first instance (successors copy them from it)
+  restoreSerializers(pool.sql);
   return {
     url, sql: forward, db, health: breaker,
     close: async () => {

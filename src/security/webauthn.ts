@@ -373,7 +373,7 @@ export async function beginSignin(ctx: SecurityContext, input: SigninStart): Pro
 const SIGN_COUNT_RE = /counter/i;
 
 /** An EC2 key's signature must be canonical DER (security/der-signature.ts); other kinds have one form already. */
-function hasCanonicalSignature(publicKey: Uint8Array, response: AuthenticationResponseJSON): boolean {
+function hasCanonicalSignature(publicKey: Parameters<typeof decodeCredentialPublicKey>[0], response: AuthenticationResponseJSON): boolean {
   let key;
   try {
     key = decodeCredentialPublicKey(publicKey);

@@ -65,7 +65,7 @@ export interface TestApp {
 /** An app on its own connection pool over `database`; config overrides use the env names. */
 export async function buildTestApp(database: TestDatabase, overrides: Record<string, string> = {}, clock = new TestClock()): Promise<TestApp> {
   const config = testConfig({ DATABASE_URL: database.url, ...overrides });
-  const db = connect(database.url, { max: 5 });
+  const db = connect(database.url, { max: 5, strictTransactions: true });
   const app = await buildApp(config, { db, clock });
   await app.ready();
   const ctx = securityContext(config, { db, clock });
@@ -89,7 +89,7 @@ export async function buildTestAppWith(
   register: (app: FastifyInstance, config: Config) => void | Promise<void>,
 ): Promise<TestApp> {
   const config = testConfig({ DATABASE_URL: database.url, ...overrides });
-  const db = connect(database.url, { max: 5 });
+  const db = connect(database.url, { max: 5, strictTransactions: true });
   const app = await buildApp(config, { db, clock });
   await register(app, config);
   await app.ready();
