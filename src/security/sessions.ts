@@ -72,19 +72,39 @@ export function sessionProblem(ctx: SecurityContext, s: SessionRow, now: Date, i
  * One round trip. Returns null when the session does not exist.
  */
 export async function loadAuthState(ctx: SecurityContext, sessionId: string): Promise<AuthState | null> {
-  // Not a drizzle prepared query: under long load runs its reuse failed inside the driver
-  // (RangeError ERR_OUT_OF_RANGE while writing the statement), so the query is built per call.
-  const rows = await ctx.db.select({
-    session: sessions, user: users, roles: roleNames, permissions: permissionNames, tokenPermissions: personalAccessTokens.permissions,
-  }).from(sessions).innerJoin(users, eq(users.id, sessions.userId))
-    .leftJoin(personalAccessTokens, eq(personalAccessTokens.sessionId, sessions.id))
-    .where(eq(sessions.id, sessionId)).limit(1);
+  const rows = await authStateQuery(ctx.db).execute({ sessionId });
   const row = rows[0];
   if (!row) return null;
   // A personal access token limited to some permissions gets those of them the owner still has.
   const limit = row.tokenPermissions;
   const permissions = limit ? row.permissions.filter((p) => limit.includes(p)) : row.permissions;
   return { session: row.session, user: { ...row.user, roles: row.roles, permissions } };
+}
+
+/**
+ * The lookup, built once per database: building a drizzle select runs on every call otherwise, and
+ * on an uncached request that was a fifth of its CPU. A named prepared statement as well (parsed
+ * once per connection). It was withdrawn once, after long bench runs answered 500 with a TypeError
+ * from inside postgres.js while it wrote a statement: that error was the session toucher's, handed
+ * to whatever statement was in flight on the connection (db/client.ts restoreSerializers has the
+ * story); prepared statements only made the pipelining that exposes it more frequent.
+ */
+const authStateQueries = new WeakMap<SecurityContext['db'], ReturnType<typeof buildAuthStateQuery>>();
+function authStateQuery(db: SecurityContext['db']) {
+  let q = authStateQueries.get(db);
+  if (!q) {
+    q = buildAuthStateQuery(db);
+    authStateQueries.set(db, q);
+  }
+  return q;
+}
+function buildAuthStateQuery(db: SecurityContext['db']) {
+  return db.select({
+    session: sessions, user: users, roles: roleNames, permissions: permissionNames, tokenPermissions: personalAccessTokens.permissions,
+  }).from(sessions).innerJoin(users, eq(users.id, sessions.userId))
+    .leftJoin(personalAccessTokens, eq(personalAccessTokens.sessionId, sessions.id))
+    .where(eq(sessions.id, sql.placeholder('sessionId'))).limit(1)
+    .prepare('load_auth_state');
 }
 
 export async function revokeSession(ctx: SecurityContext, sessionId: string, reason: string): Promise<boolean> {
