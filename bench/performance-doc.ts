@@ -94,7 +94,8 @@ ${goals}
   current token is one state read and one conditional update, without a transaction and without waiting for the
   cache sync.
 - **Cache off** (\`AUTH_CACHE_TTL=0\`): one indexed query per request (session, user, roles and permissions in one
-  round trip).
+  round trip), a named prepared statement parsed once per connection; what remains is the round trip itself, the
+  driver's parsing of the row and the event loop's turns around it, with PostgreSQL on the same two cores.
 - **Login** is bounded by bcrypt; the ratio to the ceiling measured in the same run is in the notes. A first login
   from a new client is 4 round trips (the lock reservation with the account lookup, one statement for tracking,
   session and audit row, and the auth class's exact per-IP count; the global limit counts it in its next batch).

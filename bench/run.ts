@@ -154,11 +154,20 @@ const percentile = (xs: number[], p: number) => {
   return +sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!.toFixed(1);
 };
 
+/**
+ * Ends a child: SIGTERM, then SIGKILL after 15 s. One that has already ended (by its code, or by a
+ * signal: then exitCode stays null and only signalCode says so) resolves at once — waiting for the
+ * 'exit' of a child stopped earlier kept the bench from ever ending.
+ */
 function stop(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
     child.removeAllListeners('exit');
-    child.once('exit', () => resolve());
+    const kill = setTimeout(() => child.kill('SIGKILL'), 15_000);
+    child.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
     child.kill('SIGTERM');
   });
 }
