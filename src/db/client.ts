@@ -588,22 +588,22 @@ export function connect(url: string, opts: {
 
   const strict = opts.strictTransactions ?? false;
   const guard = () => {
-    if (strict && inTransaction.getStore()) throw new NestedPoolQueryError();
+    if (inTransaction.getStore()) throw new NestedPoolQueryError();
   };
   const forward = new Proxy(function pool() {} as unknown as Sql, {
     apply: (_target, _this, args: unknown[]) => {
-      guard();
+      if (strict) guard();
       return (pool.sql as unknown as (...a: unknown[]) => unknown)(...args);
     },
     get: (_target, prop) => {
-      if (prop === 'begin') {
+      if (strict && prop === 'begin') {
         return (...args: unknown[]) => {
           guard();
           const fn = args.pop() as (tx: unknown) => unknown;
           return (pool.sql.begin as (...a: unknown[]) => unknown)(...args, (tx: unknown) => inTransaction.run(true, () => fn(tx)));
         };
       }
-      if (prop === 'unsafe' || prop === 'reserve' || prop === 'file') guard();
+      if (strict && (prop === 'unsafe' || prop === 'reserve' || prop === 'file')) guard();
       // postgres.js 3.4.9 never settles reserve() on a new connection when fetch_types is off
       // (porsager/postgres#751, #1219): a query first leaves an open connection for it to take.
       if (prop === 'reserve') return async () => { await pool.sql`select 1`; return pool.sql.reserve(); };
