@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { openSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
-import { performanceDoc } from './performance-doc.js';
+import { performanceDoc, readmePerformance, withReadmePerformance } from './performance-doc.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedPostgres } from '../src/db/embedded.js';
@@ -508,7 +508,11 @@ async function main() {
     await mkdir(path.join(ROOT, 'bench/results'), { recursive: true });
     await writeFile(path.join(ROOT, 'bench/results', OUT), JSON.stringify(result, null, 2) + '\n');
     const docs = process.env.BENCH_DOCS ?? (ONLY ? '0' : '1');
-    if (docs === '1') await writeFile(path.join(ROOT, 'docs/performance.md'), performanceDoc(result));
+    if (docs === '1') {
+      await writeFile(path.join(ROOT, 'docs/performance.md'), performanceDoc(result));
+      const readme = path.join(ROOT, 'README.md');
+      await writeFile(readme, withReadmePerformance(await readFile(readme, 'utf8'), readmePerformance(result)));
+    }
 
     const pad = (s: string, n: number) => s.padEnd(n);
     console.log('\nflags (deviations from the production defaults):');

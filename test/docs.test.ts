@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EnvSchema } from '../src/config.js';
 import { ERROR_CODES } from '../src/errors.js';
+import { performanceDoc, README_MARKERS, readmePerformance, withReadmePerformance } from '../bench/performance-doc.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const read = (file: string) => readFileSync(path.join(ROOT, file), 'utf8');
@@ -39,5 +40,13 @@ describe('documentation', () => {
       }
     }
     expect(readme.split('\n').length).toBeLessThan(200);
+  });
+
+  it('the README\'s Performance section and docs/performance.md are what `npm run bench` generated from bench/results/latest.json', () => {
+    const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+    expect(readme).toContain(README_MARKERS.start);
+    const latest = JSON.parse(readFileSync(path.join(ROOT, 'bench/results/latest.json'), 'utf8'));
+    expect(withReadmePerformance(readme, readmePerformance(latest))).toBe(readme);
+    expect(readFileSync(path.join(ROOT, 'docs/performance.md'), 'utf8')).toBe(performanceDoc(latest));
   });
 });
