@@ -25,6 +25,7 @@ import postgres from 'postgres';
 import { randomUUID } from 'node:crypto';
 import { AUTH_CHANNEL, type AuthCache, type AuthCacheStats, type CacheGate } from './auth-cache.js';
 import type { PageCache, PageCacheStats } from './page-cache.js';
+import { withinGrace } from './grace.js';
 
 export interface CacheProtocolOptions {
   /** lease length, ms (heartbeat every third of it) */
@@ -296,7 +297,8 @@ export function startCacheNode(url: string, caches: { auth: AuthCache; pages: Pa
       const c = conn;
       const id = leaseId;
       lost();
-      if (c && id) await c`delete from cache_instances where id = ${id}`.catch(() => undefined);
+      // bounded: the listener's connection may be the silent one (its lease then runs out by itself)
+      if (c && id) await withinGrace(c`delete from cache_instances where id = ${id}`, 1000);
       await c?.end({ timeout: 1 }).catch(() => undefined);
     },
   };

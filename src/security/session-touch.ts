@@ -6,6 +6,7 @@
 import type postgres from 'postgres';
 import type { SessionRow } from '../db/schema/index.js';
 import type { Clock } from './context.js';
+import { STOP_GRACE_MS, withinGrace } from './grace.js';
 
 /** last_used_at is written at most this often per session. */
 export const TOUCH_INTERVAL_MS = 60_000;
@@ -24,11 +25,18 @@ export class SessionToucher {
     this.timer.unref();
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops the timer and writes what is queued, waiting at most `graceMs`: a shutdown never hangs on
+   * this last, advisory write (a statement stuck behind a lock or on a silent connection; a touch
+   * not written costs at most a minute of sliding).
+   */
+  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.flushing;
-    await this.flush();
+    await withinGrace((async () => {
+      await this.flushing;
+      await this.flush();
+    })(), graceMs);
   }
 
   /** Slides last_used_at (at most once a minute per session); the write is queued. */

@@ -24,6 +24,7 @@
 // statement per request.
 import type postgres from 'postgres';
 import type { Clock } from './context.js';
+import { STOP_GRACE_MS, withinGrace } from './grace.js';
 
 export interface BudgetDecision { allowed: boolean; limit: number; remaining: number; resetSeconds: number }
 
@@ -67,10 +68,11 @@ export class SharedBudget {
     this.timer.unref();
   }
 
-  async stop(): Promise<void> {
+  /** Stops the timer and sends the counts not yet sent, waiting at most `graceMs` (shutdown never hangs on it). */
+  async stop(graceMs = STOP_GRACE_MS): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    await this.flush();
+    await withinGrace(this.flush(), graceMs);
   }
 
   stats(): BudgetStats {

@@ -5,8 +5,10 @@
 // postgres.js writes text: db/client.ts restoreSerializers) and nothing noticed, because the instance
 // that touched a session keeps its own queued time.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inArray } from 'drizzle-orm';
+import { eq, inArray, sql } from 'drizzle-orm';
 import { sessions } from '../../src/db/schema/index.js';
+import { connect } from '../../src/db/client.js';
+import { SessionToucher } from '../../src/security/session-touch.js';
 import { bearer, buildTestApp, createTestDatabase, login, makeUser, TestClock, type TestApp, type TestDatabase } from '../support/helper.js';
 
 describe('session touches reach the database', () => {
@@ -60,5 +62,38 @@ describe('session touches reach the database', () => {
     expect(there.map((r) => r.statusCode)).toEqual(used.map(() => 200));
     const idle = await u.app.inject({ method: 'GET', url: '/auth/current-user', headers: bearer(unused.access_token) });
     expect(idle.statusCode).toBe(401);
+  });
+
+  it('stop() waits for its last batch only its grace: a batch stuck behind a row lock does not hold a shutdown, and is written once the lock goes', async () => {
+    const user = await makeUser(t.ctx);
+    const id = sessionIdOf((await login(t.app, user.email)).access_token);
+    const pool = connect(database.url, { max: 2 });
+    const holder = connect(database.url, { max: 1 });
+    try {
+      const [row] = await pool.db.select().from(sessions).where(eq(sessions.id, id));
+      let release!: () => void;
+      const released = new Promise<void>((r) => { release = r; });
+      let locked!: () => void;
+      const isLocked = new Promise<void>((r) => { locked = r; });
+      const lock = holder.db.transaction(async (tx) => {
+        await tx.execute(sql`select id from sessions where id = ${id} for update`);
+        locked();
+        await released;
+      });
+      await isLocked;
+      const toucher = new SessionToucher(pool.sql, clock, 60_000);
+      clock.advance(61);
+      toucher.touch(row!);
+      const t0 = performance.now();
+      await toucher.stop(300);
+      const waited = performance.now() - t0;
+      expect(waited).toBeGreaterThanOrEqual(250);
+      expect(waited).toBeLessThan(2000);
+      release();
+      await lock;
+      await persisted([id], row!.lastUsedAt);
+    } finally {
+      await Promise.all([pool.close(), holder.close()]);
+    }
   });
 });
