@@ -99,6 +99,8 @@ export interface DbHealth extends EventEmitter {
   waitUp(ms: number): Promise<boolean>;
   /** requests in flight and when they started (the HTTP layer reports them) */
   requestStarted(): () => void;
+  /** how many reported requests have not ended */
+  readonly requestsInFlight: number;
 }
 
 type SocketOptions = { host: string[]; port: number[]; path?: string | false };
@@ -199,6 +201,10 @@ class Breaker extends EventEmitter implements DbHealth {
 
   get retryAfterSeconds() {
     return Math.max(1, Math.ceil((this.t.healthIntervalMs + this.t.healthTimeoutMs) / 1000));
+  }
+
+  get requestsInFlight() {
+    return this.requestStarts.size;
   }
 
   requestStarted(): () => void {
