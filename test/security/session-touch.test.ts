@@ -9,7 +9,7 @@ import { eq, inArray, sql } from 'drizzle-orm';
 import { sessions } from '../../src/db/schema/index.js';
 import { connect } from '../../src/db/client.js';
 import { SessionToucher } from '../../src/security/session-touch.js';
-import { bearer, buildTestApp, createTestDatabase, login, makeUser, TestClock, type TestApp, type TestDatabase } from '../support/helper.js';
+import { bearer, buildTestApp, sidOf, createTestDatabase, login, makeUser, TestClock, type TestApp, type TestDatabase } from '../support/helper.js';
 
 describe('session touches reach the database', () => {
   let database: TestDatabase;
@@ -41,15 +41,13 @@ describe('session touches reach the database', () => {
     }
   }
 
-  const sessionIdOf = (access: string) => JSON.parse(Buffer.from(access.split('.')[1]!, 'base64url').toString()).sid as string;
-
   it('40 sessions used in parallel on one instance, three times 7 minutes apart: every touch is written; the other instance finds them alive at 21 minutes, an unused one idle', async () => {
     const user = await makeUser(t.ctx);
     const used = [];
     // one after another: parallel logins of one account would take the lockout's in-flight slots
     for (let i = 0; i < 40; i++) used.push(await login(t.app, user.email));
     const unused = await login(t.app, user.email);
-    const ids = used.map((s) => sessionIdOf(s.access_token));
+    const ids = used.map((s) => sidOf(s.access_token));
     for (let step = 0; step < 3; step++) {
       clock.advance(7 * 60);
       const usedFrom = clock.now(); // the test clock runs on with real time
@@ -66,7 +64,7 @@ describe('session touches reach the database', () => {
 
   it('stop() waits for its last batch only its grace: a batch stuck behind a row lock does not hold a shutdown, and is written once the lock goes', async () => {
     const user = await makeUser(t.ctx);
-    const id = sessionIdOf((await login(t.app, user.email)).access_token);
+    const id = sidOf((await login(t.app, user.email)).access_token);
     const pool = connect(database.url, { max: 2 });
     const holder = connect(database.url, { max: 1 });
     try {

@@ -142,6 +142,10 @@ export function sessionCookie(res: LightMyRequestResponse, name = 'session'): st
 
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
+/** The session id (`sid` claim) an access token names. */
+export const sidOf = (accessToken: string): string =>
+  JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString('utf8')).sid;
+
 /** Asserts the contract's error envelope and returns it. */
 export function envelopeOf(res: LightMyRequestResponse): { statusCode: number; error: string; code: string; message: string; fields?: Record<string, string[]>; reason?: string } {
   const body = res.json();

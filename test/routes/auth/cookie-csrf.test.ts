@@ -3,7 +3,7 @@
 // expiry (PERMANENT_SESSION_LIFETIME) against the injected clock.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, type TestApp, type TestDatabase, listen,
+  buildTestApp, createTestDatabase, GOOD_PASSWORD, makeUser, sidOf, type TestApp, type TestDatabase, listen,
 } from '../../support/helper.js';
 
 interface HttpLogin { cookie: string; setCookie: string; csrf: string; access: string; refresh: string; sid: string }
@@ -53,7 +53,7 @@ describe('cookie sessions and CSRF over real HTTP', () => {
     const setCookie = res.setCookies.find((c) => c.startsWith(`${cookieName()}=`));
     expect(setCookie, 'login sets the session cookie').toBeDefined();
     const access = res.json!.access_token as string;
-    const sid = JSON.parse(Buffer.from(access.split('.')[1]!, 'base64url').toString('utf8')).sid as string;
+    const sid = sidOf(access);
     return {
       cookie: setCookie!.split(';')[0]!, setCookie: setCookie!, csrf: res.json!.csrf_token as string,
       access, refresh: res.json!.refresh_token as string, sid,

@@ -10,12 +10,9 @@ import {
 } from '../../../src/security/datastore.js';
 import { rolesRequired } from '../../../src/routes/guards.js';
 import {
-  bearer, buildTestAppWith, createTestDatabase, envelopeOf, login, makeUser, TestClock,
+  bearer, buildTestAppWith, createTestDatabase, envelopeOf, login, makeUser, sidOf, TestClock,
   type LoginResult, type TestApp, type TestDatabase,
 } from '../../support/helper.js';
-
-const sidOf = (accessToken: string): string =>
-  JSON.parse(Buffer.from(accessToken.split('.')[1]!, 'base64url').toString('utf8')).sid;
 
 function expectDead(res: LightMyRequestResponse) {
   expect(res.statusCode, res.body).toBe(401);
